@@ -1,0 +1,137 @@
+/**
+ * Start-up load of every account from the store into the registry (cards, today's and this
+ * month's usage windows included), and the first-start creation of the root account.
+ */
+import type { Kysely } from 'kysely';
+import { IpMatcher } from './ip-matcher.js';
+import type { Account } from './account.js';
+import type { AccountRegistry } from './account-registry.js';
+import type { Card } from './cards.js';
+import type { Database } from '../store/schema.js';
+import type { Period } from '../billing/calendar.js';
+import { RATE_ONE } from '../billing/money.js';
+
+export async function loadAccounts(
+  db: Kysely<Database>,
+  registry: AccountRegistry,
+  period: Period,
+): Promise<void> {
+  const rows = await db.selectFrom('accounts').selectAll().orderBy('id').execute();
+  const cardRows = await db.selectFrom('credit_cards').selectAll().orderBy('id').execute();
+  const cards = new Map<number, Card[]>();
+  for (const c of cardRows) {
+    const list = cards.get(c.account_id) ?? [];
+    const card: Card = {
+      amount: Number(c.amount),
+      balance: Number(c.balance),
+      grantedAt: Number(c.granted_at),
+      expiresAt: Number(c.expires_at),
+    };
+    if (c.reference !== null) card.reference = c.reference;
+    list.push(card);
+    cards.set(c.account_id, list);
+  }
+  const usage = await db
+    .selectFrom('usage_daily')
+    .select(['account_id', 'day'])
+    .select((eb) => [eb.fn.sum<number>('cost').as('cost'), eb.fn.sum<number>('requests').as('requests')])
+    .where('day', '>=', `${period.month}-01`)
+    .groupBy(['account_id', 'day'])
+    .execute();
+  const windows = new Map<number, { day: Account['day']; month: Account['month'] }>();
+  for (const u of usage) {
+    const w = windows.get(u.account_id) ?? {
+      day: { period: period.day, cost: 0, requests: 0 },
+      month: { period: period.month, cost: 0, requests: 0 },
+    };
+    w.month.cost += Number(u.cost);
+    w.month.requests += Number(u.requests);
+    if (u.day === period.day) {
+      w.day.cost += Number(u.cost);
+      w.day.requests += Number(u.requests);
+    }
+    windows.set(u.account_id, w);
+  }
+  // Parents first, so children can attach to them in the registry.
+  for (const r of rows) {
+    const allowIps = r.allow_ips === null ? null : (JSON.parse(r.allow_ips) as string[]);
+    const w = windows.get(r.id);
+    registry.add({
+      id: r.id,
+      parentId: r.parent_id,
+      isRoot: r.is_root === 1,
+      createdAt: Number(r.created_at),
+      name: r.name,
+      email: r.email,
+      alias: r.alias,
+      billingEmail: r.billing_email,
+      keyHash: r.key_hash,
+      partialKey: r.partial_key,
+      level: r.level,
+      rates: Number(r.rates),
+      rateLimit: Number(r.rate_limit),
+      childLimit: Number(r.child_limit),
+      hardLimit: Number(r.hard_limit),
+      softLimit: Number(r.soft_limit),
+      status: r.status === 1,
+      allowIps,
+      ipMatcher: allowIps === null ? null : new IpMatcher(allowIps),
+      allowModels: r.allow_models === null ? null : new Set(JSON.parse(r.allow_models) as string[]),
+      creditGranted: Number(r.credit_granted),
+      creditUsed: Number(r.credit_used),
+      requests: Number(r.requests),
+      cards: cards.get(r.id) ?? [],
+      reserved: 0,
+      day: w?.day ?? { period: period.day, cost: 0, requests: 0 },
+      month: w?.month ?? { period: period.month, cost: 0, requests: 0 },
+      softNoticeMonth: r.soft_notice_month,
+      updatedAt: Number(r.updated_at),
+      childIds: new Set(),
+    });
+  }
+  // Rebuild the tree now that every account is present (rows are in id order, but be robust).
+  for (const a of registry.all()) if (a.parentId !== null) registry.get(a.parentId)?.childIds.add(a.id);
+}
+
+/** Defaults of the root account; its balance is unlimited, so limits are effectively off. */
+export function newRootAccount(
+  id: number,
+  email: string,
+  keyHash: string,
+  partialKey: string,
+  now: number,
+  period: Period,
+): Account {
+  return {
+    id,
+    parentId: null,
+    isRoot: true,
+    createdAt: now,
+    name: 'root',
+    email,
+    alias: 'root',
+    billingEmail: null,
+    keyHash,
+    partialKey,
+    level: 0,
+    rates: RATE_ONE,
+    rateLimit: 6_666_666,
+    childLimit: 88_888_888,
+    hardLimit: 0,
+    softLimit: 0,
+    status: true,
+    allowIps: null,
+    ipMatcher: null,
+    allowModels: null,
+    creditGranted: 0,
+    creditUsed: 0,
+    requests: 0,
+    cards: [],
+    reserved: 0,
+    day: { period: period.day, cost: 0, requests: 0 },
+    month: { period: period.month, cost: 0, requests: 0 },
+    softNoticeMonth: null,
+    updatedAt: now,
+    childIds: new Set(),
+  };
+}

@@ -1,0 +1,309 @@
+/**
+ * The composition root: builds every service from the frozen config, wires them together and
+ * returns start/stop handles. Nothing here runs at import time, and tests build the very same app
+ * against a temporary data directory and the mock upstream.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type pino from 'pino';
+import type { Logger } from 'pino';
+import { AccountRegistry } from './accounts/account-registry.js';
+import { loadAccounts, newRootAccount } from './accounts/load-accounts.js';
+import { RateLimiter } from './accounts/rate-limiter.js';
+import type { UsersDeps, Mailer } from './admin/users-deps.js';
+import { Calendar } from './billing/calendar.js';
+import { Meter } from './billing/meter.js';
+import { loadPriceTable, parseDefaultModelPrice } from './billing/price-table.js';
+import type { Config } from './config/config.js';
+import { ClientAddress } from './http/client-address.js';
+import { Cors } from './http/cors.js';
+import { createHttpServer } from './http/server.js';
+import { createStaticFiles } from './http/static-files.js';
+import { createKeyRepository } from './keys/key-repository.js';
+import { KeyPool } from './keys/key-pool.js';
+import { createSecrets, generateAccountKey, resolveMasterKey, type Secrets } from './keys/secrets.js';
+import { createLogger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { openSqliteStore, type Store } from './store/open-store.js';
+import { StateWriter } from './store/state-writer.js';
+import { UpstreamClient } from './upstream/upstream-client.js';
+import { createMailer, notifySoftLimit } from './accounts/notifications.js';
+
+export interface AppOptions {
+  /** Where log lines go (tests capture them); stdout by default. */
+  readonly logDestination?: pino.DestinationStream;
+  readonly clock?: () => number;
+  /** Overrides the mailer (tests); by default built from EMAIL_* when configured. */
+  readonly mailer?: Mailer;
+}
+
+export interface App {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly server: Server;
+  readonly store: Store;
+  readonly pool: KeyPool;
+  readonly registry: AccountRegistry;
+  readonly writer: StateWriter;
+  readonly secrets: Secrets;
+  readonly metrics: Metrics;
+  /** Set only when this start generated the root key (printed once, never stored in clear). */
+  readonly generatedRootKey: string | undefined;
+  listen(): Promise<{ port: number; url: string }>;
+  /** Graceful stop: refuse new connections, let in-flight requests finish (bounded), flush, close. */
+  stop(): Promise<void>;
+}
+
+const PACKAGE_ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+export async function buildApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const clock = options.clock ?? Date.now;
+  const log = createLogger(config.logLevel, options.logDestination);
+  const master = resolveMasterKey(config.masterKeyHex, config.dataDir);
+  if (master.source.kind === 'file' && master.source.created) {
+    log.warn(
+      { path: master.source.path },
+      'MASTER_KEY is not set: generated one into DATA_DIR (mode 0600). Back it up with the data: without it the stored upstream keys cannot be decrypted.',
+    );
+  }
+  const secrets = createSecrets(master.key);
+  const store = await openSqliteStore(config.dataDir);
+  const metrics = createMetrics();
+  const calendar = new Calendar(config.timeZone);
+
+  const pool = new KeyPool(
+    createKeyRepository(store.db),
+    secrets,
+    {
+      cooldownMs: config.keyCooldownMs,
+      ejectAfter: 3,
+      ejectBaseMs: 10_000,
+      maxEjectMs: 300_000,
+      probeIntervalMs: config.keyProbeIntervalMs,
+    },
+    log,
+    clock,
+  );
+  await pool.load();
+  for (const key of config.initKeys) await pool.add(key);
+
+  const registry = new AccountRegistry();
+  await loadAccounts(store.db, registry, calendar.periodOf(clock()));
+  const writer = new StateWriter(store.db, log, {
+    flushIntervalMs: config.flushIntervalMs,
+    statsInterval: config.statsInterval,
+  });
+  const generatedRootKey = ensureRoot(config, registry, writer, secrets, calendar, clock, log);
+  await writer.flush();
+  writer.start();
+
+  const mailer = options.mailer ?? (config.email === undefined ? undefined : createMailer(config.email));
+  const prices = loadPriceTable(config.pricesFile ?? `${PACKAGE_ROOT}config/prices.json`, {
+    ...(config.defaultModelPrice !== undefined && {
+      defaultPrice: parseDefaultModelPrice(config.defaultModelPrice),
+    }),
+  });
+  const limiter = new RateLimiter();
+  const meter = new Meter(
+    prices,
+    calendar,
+    limiter,
+    writer,
+    { maxOutputTokensCap: config.maxOutputTokensCap },
+    (account) => notifySoftLimit(mailer, account, config.serviceName, log),
+    clock,
+  );
+  const upstream = new UpstreamClient(config.upstreamOrigin, config.upstreamBasePath, {
+    connectTimeoutMs: config.upstreamConnectTimeoutMs,
+    idleTimeoutMs: config.upstreamIdleTimeoutMs,
+    connections: config.upstreamConnections,
+  });
+  const users: UsersDeps = {
+    registry,
+    writer,
+    secrets,
+    calendar,
+    meter,
+    limiter,
+    db: store.db,
+    log,
+    mailer,
+    config: {
+      userMinBalance: config.userMinBalance,
+      userApiMinBalance: config.userApiMinBalance,
+      serviceName: config.serviceName,
+    },
+    clock,
+  };
+  const pagesRoot = config.pagesDir ?? `${PACKAGE_ROOT}pages`;
+  const sameOriginConfig = {
+    body: 'window.PROXYXAI_CONFIG = { apiBase: "" };\n',
+    contentType: 'text/javascript; charset=utf-8',
+  };
+  const pages = createStaticFiles({
+    root: pagesRoot,
+    overrides: {
+      '/billing/config.js': sameOriginConfig,
+      '/user/config.js': sameOriginConfig,
+      '/docs/config.js': sameOriginConfig,
+    },
+  });
+
+  let draining = false;
+  let inFlight = 0;
+  const idleWaiters: Array<() => void> = [];
+  const server = createHttpServer({
+    log,
+    metrics,
+    registry,
+    secrets,
+    pool,
+    proxy: {
+      pool,
+      upstream,
+      meter,
+      metrics,
+      retry: {
+        maxAttempts: config.maxAttempts,
+        deadlineMs: config.upstreamTimeoutMs,
+        attemptTimeoutMs: config.upstreamAttemptTimeoutMs,
+      },
+      maxBodyBytes: config.maxBodyBytes,
+      maxUploadBytes: config.maxUploadBytes,
+    },
+    users,
+    cors: new Cors(config.corsOrigins),
+    clientAddress: new ClientAddress(config.trustedProxies),
+    pages,
+    ready: async () => {
+      const storeOk = await store.ping();
+      const keysOk = pool.usableCount() > 0;
+      return { ok: storeOk && keysOk, checks: { store: storeOk, upstream_keys: keysOk } };
+    },
+    isDraining: () => draining,
+  });
+  server.on('request', (_req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) for (const w of idleWaiters.splice(0)) w();
+    });
+  });
+
+  const counterTimer = setInterval(() => {
+    pool.flushCounters().catch((err: unknown) => log.error({ err }, 'could not write upstream key counters'));
+    for (const status of ['active', 'cooling', 'parked', 'disabled'] as const) {
+      metrics.upstreamKeys.set({ status }, pool.list().filter((k) => k.status === status).length);
+    }
+  }, 10_000);
+  counterTimer.unref();
+
+  return {
+    config,
+    log,
+    server,
+    store,
+    pool,
+    registry,
+    writer,
+    secrets,
+    metrics,
+    generatedRootKey,
+    listen() {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          const { port } = server.address() as AddressInfo;
+          const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+          log.info(
+            {
+              port,
+              host: config.host,
+              upstream: config.upstreamOrigin + config.upstreamBasePath,
+              keys: pool.size,
+              accounts: registry.size,
+            },
+            'proxyxai listening',
+          );
+          resolve({ port, url: `http://${host}:${port}` });
+        });
+      });
+    },
+    async stop() {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (inFlight > 0) {
+        await Promise.race([
+          new Promise<void>((resolve) => idleWaiters.push(resolve)),
+          new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref()),
+        ]);
+      }
+      server.closeAllConnections();
+      await closed;
+      clearInterval(counterTimer);
+      await writer.stop().catch((err: unknown) => log.error({ err }, 'final state flush failed'));
+      await pool
+        .flushCounters()
+        .catch((err: unknown) => log.error({ err }, 'final key counter flush failed'));
+      await pool.settled();
+      await upstream.destroy();
+      await store.close();
+      log.info('proxyxai stopped');
+    },
+  };
+}
+
+/**
+ * Creates the root account on first start: from INIT_USERS, or with a generated key that is
+ * printed once (only its fingerprint is stored). An INIT_USERS key that differs from the stored
+ * root key replaces it, so rotating the key in the compose file works.
+ */
+function ensureRoot(
+  config: Config,
+  registry: AccountRegistry,
+  writer: StateWriter,
+  secrets: Secrets,
+  calendar: Calendar,
+  clock: () => number,
+  log: Logger,
+): string | undefined {
+  const now = clock();
+  const existing = registry.root();
+  const seed = config.initUsers;
+  if (existing !== undefined) {
+    if (seed !== undefined && !secrets.equal(existing.keyHash, secrets.hash(seed.key))) {
+      const old = { name: existing.name, email: existing.email, keyHash: existing.keyHash };
+      existing.keyHash = secrets.hash(seed.key);
+      existing.partialKey = seed.key.slice(-20);
+      existing.email = seed.email;
+      existing.updatedAt = now;
+      registry.reindex(existing, old);
+      writer.markDirty(existing);
+      log.warn('root key replaced by the one in INIT_USERS');
+    }
+    return undefined;
+  }
+  const key = seed?.key ?? generateAccountKey();
+  const root = newRootAccount(
+    registry.allocateId(),
+    seed?.email ?? 'root@localhost',
+    secrets.hash(key),
+    key.slice(-20),
+    now,
+    calendar.periodOf(now),
+  );
+  registry.add(root);
+  writer.markDirty(root);
+  if (seed !== undefined) {
+    log.info('root account created from INIT_USERS');
+    return undefined;
+  }
+  log.warn(
+    'INIT_USERS is not set: generated a root key. It is printed once on stdout and cannot be shown again.',
+  );
+  process.stdout.write(`\n  proxyxai root key (shown once, store it safely): ${key}\n\n`);
+  return key;
+}

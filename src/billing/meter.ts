@@ -1,0 +1,266 @@
+/**
+ * Admission and settlement of proxied requests — the money path. `admit` runs every gate of an
+ * account (IP, model, balance ≥ $1, monthly HardLimit, worst-case reservation, RPM) synchronously
+ * on in-memory state, so concurrent requests cannot race past a balance. `settle` turns what was
+ * actually delivered into an exact charge, releases the reservation and queues the usage record,
+ * ledger row and new balances for the next batched write. Each ticket settles exactly once.
+ */
+import { GatewayError } from '../errors/catalogue.js';
+import type { Account } from '../accounts/account.js';
+import { liveBalance, spend } from '../accounts/cards.js';
+import type { RateLimiter } from '../accounts/rate-limiter.js';
+import type { StateWriter } from '../store/state-writer.js';
+import type { Calendar } from './calendar.js';
+import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
+import type { Micros } from './money.js';
+import type { ModelPrice, PriceTable } from './price-table.js';
+import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
+import type { ParsedRequest } from '../proxy/parse-request.js';
+
+/** Calls are refused below this balance (the original's $1 rule). */
+export const MIN_CALL_BALANCE: Micros = 1_000_000;
+/** Transcription uploads are priced by duration; without one, assume 128 kbit/s audio. */
+const AUDIO_BYTES_PER_SECOND = 16_000;
+
+export interface Ticket {
+  readonly requestId: string;
+  readonly account: Account;
+  readonly path: string;
+  readonly model: string;
+  readonly price: ModelPrice | undefined;
+  readonly promptEstimate: number;
+  readonly extras: WorstCaseExtras;
+  readonly reserved: Micros;
+  settled: boolean;
+}
+
+export type RequestEnd =
+  /** An upstream response was relayed (fully or partly). */
+  | {
+      readonly kind: 'relayed';
+      readonly status: number;
+      readonly end: 'completed' | 'client-gone' | 'upstream-error';
+      readonly usage: Usage | undefined;
+      readonly deliveredText: string;
+      readonly attempts: number;
+    }
+  /** No upstream response reached the client (gateway or upstream failure, or the client left). */
+  | {
+      readonly kind: 'failed';
+      readonly status: number;
+      readonly outcome: 'upstream-error' | 'client-gone';
+      readonly attempts: number;
+    };
+
+export type Admission =
+  | { readonly ok: true; readonly ticket: Ticket; readonly headers: Record<string, string> }
+  | { readonly ok: false; readonly error: GatewayError };
+
+export interface SoftLimitListener {
+  (account: Account): void;
+}
+
+export class Meter {
+  constructor(
+    private readonly prices: PriceTable,
+    private readonly calendar: Calendar,
+    private readonly limiter: RateLimiter,
+    private readonly writer: StateWriter,
+    private readonly opts: { maxOutputTokensCap: number },
+    private readonly onSoftLimit: SoftLimitListener = () => undefined,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  admit(account: Account, path: string, req: ParsedRequest, ip: string, requestId: string): Admission {
+    const now = this.clock();
+    if (account.ipMatcher !== null && !account.ipMatcher.matches(ip)) return refuse('ip_not_allowed');
+    const model = req.model ?? '';
+    if (account.allowModels !== null && model !== '' && !account.allowModels.has(model)) {
+      return refuse('model_not_allowed', `This key may not use the model "${model}".`);
+    }
+    this.rollWindows(account, now);
+    const available = account.isRoot
+      ? Number.MAX_SAFE_INTEGER
+      : liveBalance(account.cards, now) - account.reserved;
+    if (!account.isRoot) {
+      if (available < MIN_CALL_BALANCE) return refuse('insufficient_balance');
+      if (account.month.cost >= account.hardLimit) return refuse('hard_limit_reached');
+    }
+    let price: ModelPrice | undefined;
+    let reserve = 0;
+    let promptEstimate = 0;
+    let extras: WorstCaseExtras = {};
+    if (model !== '') {
+      price = this.prices.lookup(model);
+      if (price === undefined) {
+        return refuse('unknown_model', `The model "${model}" has no price on this gateway.`, 'model');
+      }
+      promptEstimate = req.json === undefined ? 0 : estimatePromptTokens(path, req.json);
+      extras = requestExtras(path, req);
+      const maxOut = req.json === undefined ? 0 : maxOutputTokens(req.json, this.opts.maxOutputTokensCap);
+      reserve = worstCaseCost(price, promptEstimate, maxOut, account.rates, extras);
+      if (!account.isRoot) {
+        if (reserve > available) return refuse('insufficient_balance');
+        if (account.month.cost + account.reserved + reserve > account.hardLimit)
+          return refuse('hard_limit_reached');
+      }
+    }
+    const rate = this.limiter.check(account.id, account.rateLimit, now);
+    const headers: Record<string, string> = {
+      'x-ratelimit-limit-requests': String(rate.limit),
+      'x-ratelimit-remaining-requests': String(rate.remaining),
+      'x-ratelimit-reset-requests': `${(rate.resetMs / 1000).toFixed(3)}s`,
+    };
+    if (!rate.allowed) {
+      return {
+        ok: false,
+        error: new GatewayError('rate_limited', undefined, null, {
+          ...headers,
+          'retry-after': String(Math.ceil(rate.retryAfterMs / 1000)),
+          'retry-after-ms': String(rate.retryAfterMs),
+        }),
+      };
+    }
+    account.reserved += reserve;
+    return {
+      ok: true,
+      headers,
+      ticket: {
+        requestId,
+        account,
+        path,
+        model,
+        price,
+        promptEstimate,
+        extras,
+        reserved: reserve,
+        settled: false,
+      },
+    };
+  }
+
+  /** Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes. */
+  settle(ticket: Ticket, end: RequestEnd): Micros {
+    if (ticket.settled) return 0;
+    ticket.settled = true;
+    const account = ticket.account;
+    account.reserved -= ticket.reserved;
+    const now = this.clock();
+    this.rollWindows(account, now);
+
+    const { usage, source } = this.measure(ticket, end);
+    let cost =
+      ticket.price === undefined || usage === undefined ? 0 : computeCost(ticket.price, usage, account.rates);
+    if (!account.isRoot && cost > 0) {
+      const result = spend(account.cards, cost, now);
+      account.cards = result.cards;
+      // The balance never goes below zero: an underestimated prompt is absorbed, not owed.
+      cost = result.spent;
+    }
+    account.creditUsed += cost;
+    account.requests++;
+    account.day.cost += cost;
+    account.day.requests++;
+    account.month.cost += cost;
+    account.month.requests++;
+    account.updatedAt = now;
+    this.writer.markDirty(account);
+    if (cost > 0 && !account.isRoot) {
+      this.writer.addLedger({
+        account_id: account.id,
+        kind: 'usage',
+        amount: -cost,
+        request_id: ticket.requestId,
+        note: ticket.model,
+        created_at: now,
+      });
+    }
+    this.writer.addUsage({
+      request_id: ticket.requestId,
+      account_id: account.id,
+      model: ticket.model,
+      path: ticket.path,
+      day: account.day.period,
+      prompt_tokens: usage?.promptTokens ?? 0,
+      cached_tokens: usage?.cachedTokens ?? 0,
+      completion_tokens: usage?.completionTokens ?? 0,
+      cost,
+      status: end.status,
+      outcome: end.kind === 'relayed' ? end.end : end.outcome,
+      attempts: end.attempts,
+      usage_source: source,
+      created_at: now,
+    });
+    if (
+      !account.isRoot &&
+      account.softLimit > 0 &&
+      account.month.cost >= account.softLimit &&
+      account.softNoticeMonth !== account.month.period
+    ) {
+      account.softNoticeMonth = account.month.period;
+      this.onSoftLimit(account);
+    }
+    return cost;
+  }
+
+  /** Starts new day / month windows when the calendar moved on. */
+  rollWindows(account: Account, now: number): void {
+    const p = this.calendar.periodOf(now);
+    if (account.day.period !== p.day) account.day = { period: p.day, cost: 0, requests: 0 };
+    if (account.month.period !== p.month) account.month = { period: p.month, cost: 0, requests: 0 };
+  }
+
+  /**
+   * What to bill: upstream's own usage when it sent one; otherwise (client gone, broken stream,
+   * upstream ignoring stream usage) the prompt estimate plus the tokens actually delivered.
+   */
+  private measure(ticket: Ticket, end: RequestEnd): { usage: Usage | undefined; source: string } {
+    if (end.kind === 'failed' || end.status >= 400) return { usage: undefined, source: 'none' };
+    if (end.usage !== undefined) {
+      // Non-token dimensions (images, speech characters, audio length) come from the request.
+      return { usage: { ...ticketExtrasUsage(ticket), ...end.usage }, source: 'upstream' };
+    }
+    const completion = end.deliveredText === '' ? 0 : countTextTokens(ticket.model, end.deliveredText);
+    return {
+      usage: {
+        promptTokens: ticket.promptEstimate,
+        cachedTokens: 0,
+        completionTokens: completion,
+        ...ticketExtrasUsage(ticket),
+      },
+      source: 'tokenizer',
+    };
+  }
+}
+
+function ticketExtrasUsage(ticket: Ticket): Partial<Usage> {
+  const out: Partial<Usage> = {};
+  if (ticket.extras.images !== undefined) out.images = ticket.extras.images;
+  if (ticket.extras.audioSeconds !== undefined) out.audioSeconds = ticket.extras.audioSeconds;
+  if (ticket.extras.characters !== undefined) out.characters = ticket.extras.characters;
+  return out;
+}
+
+/** Quantities priced per unit that are known from the request itself. */
+function requestExtras(path: string, req: ParsedRequest): WorstCaseExtras {
+  if (path.startsWith('/v1/images/')) {
+    const n = req.json?.['n'];
+    return { images: typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 1 };
+  }
+  if (path === '/v1/audio/speech') {
+    const input = req.json?.['input'];
+    return { characters: typeof input === 'string' ? input.length : 0 };
+  }
+  if (path.startsWith('/v1/audio/') && req.multipart && req.body !== undefined) {
+    return { audioSeconds: req.body.length / AUDIO_BYTES_PER_SECOND };
+  }
+  return {};
+}
+
+function refuse(
+  name: ConstructorParameters<typeof GatewayError>[0],
+  message?: string,
+  param: string | null = null,
+): Admission {
+  return { ok: false, error: new GatewayError(name, message, param) };
+}

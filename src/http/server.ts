@@ -1,0 +1,151 @@
+/**
+ * The HTTP front: one node:http server and a flat route table. Routing is a few string prefix
+ * checks (no router library): the hot /v1 path must cost as little as possible. Every thrown
+ * GatewayError becomes an OpenAI-shaped error; anything else is logged and answered as 500.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { authenticate } from '../accounts/authenticate.js';
+import type { AccountRegistry } from '../accounts/account-registry.js';
+import { handleKeys } from '../admin/keys-routes.js';
+import { handleUsers, type UsersDeps } from '../admin/users-routes.js';
+import { handleDashboard } from '../dashboard/dashboard-routes.js';
+import { GatewayError, sendError } from '../errors/catalogue.js';
+import type { KeyPool } from '../keys/key-pool.js';
+import type { Secrets } from '../keys/secrets.js';
+import type { Metrics } from '../observability/metrics.js';
+import { proxyRequest, type ProxyDeps } from '../proxy/pipeline.js';
+import type { ClientAddress } from './client-address.js';
+import type { Cors } from './cors.js';
+import { sendJson } from './send-json.js';
+import type { StaticFiles } from './static-files.js';
+
+export interface ServerDeps {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly registry: AccountRegistry;
+  readonly secrets: Secrets;
+  readonly pool: KeyPool;
+  readonly proxy: ProxyDeps;
+  readonly users: UsersDeps;
+  readonly cors: Cors;
+  readonly clientAddress: ClientAddress;
+  readonly pages: StaticFiles | undefined;
+  readonly ready: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
+  readonly isDraining: () => boolean;
+}
+
+export function createHttpServer(deps: ServerDeps): Server {
+  const server = createServer(
+    { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 },
+    (req, res) => {
+      handle(deps, req, res).catch((err: unknown) => onError(deps, res, err));
+    },
+  );
+  server.on('clientError', (err, socket) => {
+    if (socket.writable)
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy(err);
+  });
+  return server;
+}
+
+async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const pathname = q < 0 ? url : url.slice(0, q);
+  if (req.headers.origin !== undefined && deps.cors.apply(req, res)) return;
+  if (deps.isDraining()) res.setHeader('connection', 'close');
+
+  if (pathname.startsWith('/v1/')) {
+    if (pathname.startsWith('/v1/dashboard/')) return dashboard(deps, req, res, pathname.slice(3), url);
+    const requestId = `req_${randomUUID().replaceAll('-', '')}`;
+    const auth = authenticate(req.headers, deps.registry, deps.secrets);
+    if (!auth.ok) return sendError(res, auth.error);
+    await proxyRequest(deps.proxy, {
+      req,
+      res,
+      account: auth.account,
+      url,
+      pathname,
+      ip: deps.clientAddress.of(req),
+      requestId,
+    });
+    return;
+  }
+  if (pathname === '/x-keys' || pathname.startsWith('/x-keys/')) {
+    const auth = authenticate(req.headers, deps.registry, deps.secrets);
+    if (!auth.ok) return sendError(res, auth.error);
+    if (!auth.account.isRoot) throw new GatewayError('root_only');
+    return handleKeys(deps.pool, req, res, pathname.slice('/x-keys/'.length));
+  }
+  for (const kind of ['x-users', 'x-dna'] as const) {
+    if (pathname === `/${kind}` || pathname.startsWith(`/${kind}/`)) {
+      const auth = authenticate(req.headers, deps.registry, deps.secrets);
+      if (!auth.ok) return sendError(res, auth.error);
+      return handleUsers(
+        deps.users,
+        auth.account,
+        req,
+        res,
+        kind,
+        decodeIdent(pathname.slice(kind.length + 2)),
+        url,
+      );
+    }
+  }
+  if (pathname.startsWith('/dashboard/')) return dashboard(deps, req, res, pathname, url);
+  if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
+  if (pathname === '/readyz') {
+    const r = await deps.ready();
+    return sendJson(res, r.ok && !deps.isDraining() ? 200 : 503, {
+      status: r.ok ? 'ready' : 'not ready',
+      ...r.checks,
+    });
+  }
+  if (pathname === '/metrics' && req.method === 'GET') {
+    const body = await deps.metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+    res.end(body);
+    return;
+  }
+  if (deps.pages !== undefined && (req.method === 'GET' || req.method === 'HEAD')) {
+    if (pathname === '/') {
+      res.writeHead(302, { location: '/docs/', 'content-length': '0' });
+      res.end();
+      return;
+    }
+    if (await deps.pages.handle(req, res, pathname)) return;
+  }
+  throw new GatewayError('not_found', `Unknown route: ${req.method ?? 'GET'} ${pathname.slice(0, 200)}`);
+}
+
+async function dashboard(
+  deps: ServerDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  pathname: string,
+  url: string,
+): Promise<void> {
+  const auth = authenticate(req.headers, deps.registry, deps.secrets);
+  if (!auth.ok) return sendError(res, auth.error);
+  return handleDashboard(deps.users, auth.account, req, res, pathname, url);
+}
+
+function decodeIdent(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new GatewayError('invalid_value', 'The account identifier in the path is not valid URL encoding.');
+  }
+}
+
+function onError(deps: ServerDeps, res: ServerResponse, err: unknown): void {
+  if (err instanceof GatewayError) {
+    sendError(res, err);
+    return;
+  }
+  deps.log.error({ err }, 'unhandled error while handling a request');
+  sendError(res, new GatewayError('internal'));
+}

@@ -1,0 +1,152 @@
+/**
+ * Persistence of upstream keys (the store is the truth across restarts; the pool is the truth in
+ * between). Written with Kysely so it runs on every backend the store supports.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.js';
+import type { KeyState, KeyStatus } from './key-state.js';
+
+export interface StoredKey {
+  readonly id: number;
+  readonly ciphertext: string;
+  readonly last4: string;
+  readonly state: KeyState;
+  readonly requests: number;
+  readonly failures: number;
+  readonly lastError: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export interface KeyStateWrite {
+  readonly status: KeyStatus;
+  readonly reason: string | null;
+  readonly stateUntil: number | null;
+  readonly disabledAt: number | null;
+  readonly lastError: string | null;
+  readonly updatedAt: number;
+}
+
+export interface KeyRepository {
+  list(): Promise<StoredKey[]>;
+  /** Inserts a key; undefined when its fingerprint already exists. */
+  insert(k: {
+    keyHash: string;
+    ciphertext: string;
+    last4: string;
+    now: number;
+  }): Promise<StoredKey | undefined>;
+  updateState(id: number, s: KeyStateWrite): Promise<void>;
+  addCounters(
+    batch: ReadonlyArray<{ id: number; requests: number; failures: number; lastError: string | null }>,
+    now: number,
+  ): Promise<void>;
+  delete(id: number): Promise<void>;
+}
+
+export function createKeyRepository(db: Kysely<Database>): KeyRepository {
+  return {
+    async list() {
+      const rows = await db.selectFrom('upstream_keys').selectAll().orderBy('id').execute();
+      return rows.map((r) => ({
+        id: r.id,
+        ciphertext: r.ciphertext,
+        last4: r.last4,
+        state: toState(r.status, r.reason, r.state_until, r.disabled_at),
+        requests: Number(r.requests),
+        failures: Number(r.failures),
+        lastError: r.last_error,
+        createdAt: Number(r.created_at),
+        updatedAt: Number(r.updated_at),
+      }));
+    },
+    async insert(k) {
+      const existing = await db
+        .selectFrom('upstream_keys')
+        .select('id')
+        .where('key_hash', '=', k.keyHash)
+        .executeTakeFirst();
+      if (existing !== undefined) return undefined;
+      const row = await db
+        .insertInto('upstream_keys')
+        .values({
+          key_hash: k.keyHash,
+          ciphertext: k.ciphertext,
+          last4: k.last4,
+          status: 'active',
+          reason: null,
+          last_error: null,
+          state_until: null,
+          requests: 0,
+          failures: 0,
+          created_at: k.now,
+          updated_at: k.now,
+          disabled_at: null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return {
+        id: row.id,
+        ciphertext: k.ciphertext,
+        last4: k.last4,
+        state: { kind: 'active' },
+        requests: 0,
+        failures: 0,
+        lastError: null,
+        createdAt: k.now,
+        updatedAt: k.now,
+      };
+    },
+    async updateState(id, s) {
+      await db
+        .updateTable('upstream_keys')
+        .set({
+          status: s.status,
+          reason: s.reason,
+          state_until: s.stateUntil,
+          disabled_at: s.disabledAt,
+          last_error: s.lastError,
+          updated_at: s.updatedAt,
+        })
+        .where('id', '=', id)
+        .execute();
+    },
+    async addCounters(batch, now) {
+      await db.transaction().execute(async (trx) => {
+        for (const b of batch) {
+          await trx
+            .updateTable('upstream_keys')
+            .set((eb) => ({
+              requests: eb('requests', '+', b.requests),
+              failures: eb('failures', '+', b.failures),
+              last_error: b.lastError,
+              updated_at: now,
+            }))
+            .where('id', '=', b.id)
+            .execute();
+        }
+      });
+    },
+    async delete(id) {
+      await db.deleteFrom('upstream_keys').where('id', '=', id).execute();
+    },
+  };
+}
+
+function toState(
+  status: string,
+  reason: string | null,
+  until: number | null,
+  disabledAt: number | null,
+): KeyState {
+  switch (status) {
+    case 'cooling':
+      return { kind: 'cooling', until: Number(until ?? 0), reason: reason ?? '' };
+    case 'parked':
+      return { kind: 'parked', reason: reason ?? 'insufficient_quota', probeAt: Number(until ?? 0) };
+    case 'disabled':
+      return { kind: 'disabled', reason: reason ?? '', at: Number(disabledAt ?? 0) };
+    default:
+      return { kind: 'active' };
+  }
+}

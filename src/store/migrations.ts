@@ -1,0 +1,135 @@
+/**
+ * Versioned schema migrations, run by Kysely's Migrator at start-up. Written with the schema
+ * builder so they run on SQLite and PostgreSQL alike; the only dialect difference (how an
+ * auto-incrementing key is declared) comes in as a capability, not as `if (sqlite)` in callers.
+ */
+import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { ColumnDefinitionBuilder } from 'kysely';
+
+export interface DialectCaps {
+  /** Adds the dialect's auto-increment primary key to a column builder. */
+  readonly autoId: (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
+  /** Column type for 64-bit integers (money, epoch ms). */
+  readonly bigint: 'integer' | 'bigint';
+}
+
+export function migrations(caps: DialectCaps): Record<string, Migration> {
+  const big = caps.bigint;
+  return {
+    '0001_upstream_keys': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('upstream_keys')
+          .addColumn('id', 'integer', (c) => caps.autoId(c))
+          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('ciphertext', 'text', (c) => c.notNull())
+          .addColumn('last4', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text')
+          .addColumn('last_error', 'text')
+          .addColumn('state_until', big)
+          .addColumn('requests', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('failures', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('updated_at', big, (c) => c.notNull())
+          .addColumn('disabled_at', big)
+          .execute();
+      },
+    },
+    '0002_accounts_and_money': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('accounts')
+          .addColumn('id', 'integer', (c) => caps.autoId(c))
+          .addColumn('parent_id', 'integer')
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('email', 'text', (c) => c.notNull().unique())
+          .addColumn('alias', 'text', (c) => c.notNull())
+          .addColumn('billing_email', 'text')
+          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('partial_key', 'text', (c) => c.notNull())
+          .addColumn('level', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('rates', big, (c) => c.notNull())
+          .addColumn('rate_limit', big, (c) => c.notNull())
+          .addColumn('child_limit', big, (c) => c.notNull())
+          .addColumn('hard_limit', big, (c) => c.notNull())
+          .addColumn('soft_limit', big, (c) => c.notNull())
+          .addColumn('status', 'integer', (c) => c.notNull().defaultTo(1))
+          .addColumn('is_root', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('allow_ips', 'text')
+          .addColumn('allow_models', 'text')
+          .addColumn('credit_granted', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('credit_used', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('requests', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('soft_notice_month', 'text')
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('updated_at', big, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('accounts_parent').on('accounts').column('parent_id').execute();
+        await db.schema
+          .createTable('credit_cards')
+          .addColumn('id', 'integer', (c) => caps.autoId(c))
+          .addColumn('account_id', 'integer', (c) => c.notNull())
+          .addColumn('amount', big, (c) => c.notNull())
+          .addColumn('balance', big, (c) => c.notNull())
+          .addColumn('granted_at', big, (c) => c.notNull())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .addColumn('reference', 'text')
+          .execute();
+        await db.schema.createIndex('credit_cards_account').on('credit_cards').column('account_id').execute();
+        await db.schema
+          .createTable('ledger')
+          .addColumn('id', 'integer', (c) => caps.autoId(c))
+          .addColumn('account_id', 'integer', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('amount', big, (c) => c.notNull())
+          .addColumn('request_id', 'text')
+          .addColumn('note', 'text')
+          .addColumn('created_at', big, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('ledger_account')
+          .on('ledger')
+          .columns(['account_id', 'created_at'])
+          .execute();
+        await db.schema
+          .createTable('usage_records')
+          .addColumn('request_id', 'text', (c) => c.primaryKey())
+          .addColumn('account_id', 'integer', (c) => c.notNull())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('path', 'text', (c) => c.notNull())
+          .addColumn('day', 'text', (c) => c.notNull())
+          .addColumn('prompt_tokens', big, (c) => c.notNull())
+          .addColumn('cached_tokens', big, (c) => c.notNull())
+          .addColumn('completion_tokens', big, (c) => c.notNull())
+          .addColumn('cost', big, (c) => c.notNull())
+          .addColumn('status', 'integer', (c) => c.notNull())
+          .addColumn('outcome', 'text', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('usage_source', 'text', (c) => c.notNull())
+          .addColumn('created_at', big, (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('usage_account_day')
+          .on('usage_records')
+          .columns(['account_id', 'day'])
+          .execute();
+        await db.schema
+          .createTable('usage_daily')
+          .addColumn('account_id', 'integer', (c) => c.notNull())
+          .addColumn('day', 'text', (c) => c.notNull())
+          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('requests', big, (c) => c.notNull())
+          .addColumn('cost', big, (c) => c.notNull())
+          .addColumn('prompt_tokens', big, (c) => c.notNull())
+          .addColumn('completion_tokens', big, (c) => c.notNull())
+          .addPrimaryKeyConstraint('usage_daily_pk', ['account_id', 'day', 'model'])
+          .execute();
+      },
+    },
+  };
+}
+
+export function migrationProvider(caps: DialectCaps): MigrationProvider {
+  return { getMigrations: () => Promise.resolve(migrations(caps)) };
+}

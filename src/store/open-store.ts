@@ -1,0 +1,56 @@
+/**
+ * Opens the store: the embedded SQLite database (better-sqlite3, WAL) under DATA_DIR, wrapped in
+ * Kysely so domain code speaks one query language on every backend, then runs migrations.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { migrationProvider, type DialectCaps } from './migrations.js';
+import type { Database } from './schema.js';
+
+export interface Store {
+  readonly db: Kysely<Database>;
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Path of the database file (SQLite) for diagnostics. */
+  readonly location: string;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const sqliteCaps: DialectCaps = {
+  autoId: (c) => c.primaryKey().autoIncrement(),
+  bigint: 'integer',
+};
+
+export async function openSqliteStore(dataDir: string): Promise<Store> {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = join(dataDir, 'proxyxai.db');
+  const sqlite = new SqliteDatabase(file);
+  sqlite.pragma('journal_mode = WAL');
+  // NORMAL is durable across process crashes in WAL mode; only an OS crash can lose the last commit.
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const migrator = new Migrator({ db, provider: migrationProvider(sqliteCaps) });
+  const { error } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    await db.destroy();
+    throw error instanceof Error ? error : new Error(String(error));
+  }
+  return {
+    db,
+    dialect: 'sqlite',
+    location: file,
+    async ping() {
+      try {
+        sqlite.prepare('select 1').get();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    close: () => db.destroy(),
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * Table types of the store, shared by every dialect. Money columns are integer micro-dollars,
+ * times are epoch milliseconds, booleans are 0/1 integers (portable across SQLite and PostgreSQL).
+ */
+import type { Generated } from 'kysely';
+
+export interface UpstreamKeysTable {
+  id: Generated<number>;
+  key_hash: string;
+  ciphertext: string;
+  last4: string;
+  status: string;
+  reason: string | null;
+  last_error: string | null;
+  state_until: number | null;
+  requests: number;
+  failures: number;
+  created_at: number;
+  updated_at: number;
+  disabled_at: number | null;
+}
+
+export interface AccountsTable {
+  id: Generated<number>;
+  parent_id: number | null;
+  name: string;
+  email: string;
+  alias: string;
+  billing_email: string | null;
+  key_hash: string;
+  partial_key: string;
+  level: number;
+  rates: number;
+  rate_limit: number;
+  child_limit: number;
+  hard_limit: number;
+  soft_limit: number;
+  status: number;
+  is_root: number;
+  /** JSON array of IPs/CIDRs; null = unrestricted. */
+  allow_ips: string | null;
+  /** JSON array of model names; null = unrestricted. */
+  allow_models: string | null;
+  credit_granted: number;
+  credit_used: number;
+  requests: number;
+  /** "YYYY-MM" of the last soft-limit notice, so it is sent once per month. */
+  soft_notice_month: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface CreditCardsTable {
+  id: Generated<number>;
+  account_id: number;
+  amount: number;
+  balance: number;
+  granted_at: number;
+  expires_at: number;
+  reference: string | null;
+}
+
+export interface LedgerTable {
+  id: Generated<number>;
+  account_id: number;
+  kind: string;
+  amount: number;
+  request_id: string | null;
+  note: string | null;
+  created_at: number;
+}
+
+export interface UsageRecordsTable {
+  request_id: string;
+  account_id: number;
+  model: string;
+  path: string;
+  day: string;
+  prompt_tokens: number;
+  cached_tokens: number;
+  completion_tokens: number;
+  cost: number;
+  status: number;
+  outcome: string;
+  attempts: number;
+  usage_source: string;
+  created_at: number;
+}
+
+export interface UsageDailyTable {
+  account_id: number;
+  day: string;
+  model: string;
+  requests: number;
+  cost: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+export interface Database {
+  upstream_keys: UpstreamKeysTable;
+  accounts: AccountsTable;
+  credit_cards: CreditCardsTable;
+  ledger: LedgerTable;
+  usage_records: UsageRecordsTable;
+  usage_daily: UsageDailyTable;
+}

@@ -1,0 +1,227 @@
+/**
+ * Batched writes of account state. Memory is mutated synchronously by the domain; each mutation
+ * marks the account dirty and appends its ledger / usage rows here. A flush snapshots, in one
+ * synchronous step, every dirty account (fields and full card list) plus the queued rows, and
+ * writes them in ONE transaction — so each balance change lands with its ledger row, and the
+ * store always equals memory as of some instant. Flushes run every FLUSH_INTERVAL_MS, after
+ * STATS_INTERVAL usage rows, on demand (admin calls wait for theirs) and at shutdown.
+ */
+import type { Insertable, Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Account } from '../accounts/account.js';
+import type { AccountsTable, Database, LedgerTable, UsageRecordsTable } from './schema.js';
+
+export type AccountRow = Insertable<AccountsTable> & { id: number };
+
+export type LedgerRow = Omit<LedgerTable, 'id'>;
+export type UsageRow = UsageRecordsTable;
+
+interface Snapshot {
+  accounts: AccountRow[];
+  cards: Map<number, Array<Omit<Database['credit_cards'], 'id' | 'account_id'>>>;
+  deleted: number[];
+  ledger: LedgerRow[];
+  usage: UsageRow[];
+}
+
+export class StateWriter {
+  private dirty = new Map<number, Account>();
+  private deleted: number[] = [];
+  private ledger: LedgerRow[] = [];
+  private usage: UsageRow[] = [];
+  private running: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private failures = 0;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly log: Logger,
+    private readonly opts: { flushIntervalMs: number; statsInterval: number },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.opts.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    return this.flush();
+  }
+
+  markDirty(account: Account): void {
+    this.dirty.set(account.id, account);
+  }
+
+  markDeleted(account: Account): void {
+    this.dirty.delete(account.id);
+    this.deleted.push(account.id);
+  }
+
+  addLedger(row: LedgerRow): void {
+    this.ledger.push(row);
+  }
+
+  addUsage(row: UsageRow): void {
+    this.usage.push(row);
+    if (this.usage.length >= this.opts.statsInterval) void this.flush();
+  }
+
+  get pending(): number {
+    return this.dirty.size + this.deleted.length + this.ledger.length + this.usage.length;
+  }
+
+  /** Writes everything queued so far; resolves when it is durable. Flushes never overlap. */
+  flush(): Promise<void> {
+    const next = this.running.then(() => this.flushOnce());
+    this.running = next.catch(() => undefined);
+    return next;
+  }
+
+  private async flushOnce(): Promise<void> {
+    if (this.pending === 0) return;
+    const snap = this.snapshot();
+    try {
+      await this.write(snap);
+      this.failures = 0;
+    } catch (err: unknown) {
+      // Put the rows back in front so nothing settled is lost; accounts are re-snapshotted next time.
+      this.failures++;
+      this.ledger = [...snap.ledger, ...this.ledger];
+      this.usage = [...snap.usage, ...this.usage];
+      this.deleted = [...snap.deleted, ...this.deleted];
+      this.log.error({ err, failures: this.failures }, 'state flush failed; will retry');
+      throw err;
+    }
+  }
+
+  private snapshot(): Snapshot {
+    const accounts: Snapshot['accounts'] = [];
+    const cards: Snapshot['cards'] = new Map();
+    for (const a of this.dirty.values()) {
+      accounts.push(accountRow(a));
+      cards.set(
+        a.id,
+        a.cards.map((c) => ({
+          amount: c.amount,
+          balance: c.balance,
+          granted_at: c.grantedAt,
+          expires_at: c.expiresAt,
+          reference: c.reference ?? null,
+        })),
+      );
+    }
+    const snap: Snapshot = { accounts, cards, deleted: this.deleted, ledger: this.ledger, usage: this.usage };
+    this.dirty = new Map();
+    this.deleted = [];
+    this.ledger = [];
+    this.usage = [];
+    return snap;
+  }
+
+  private async write(snap: Snapshot): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      for (const row of snap.accounts) {
+        const { id, ...rest } = row;
+        await trx
+          .insertInto('accounts')
+          .values(row)
+          .onConflict((oc) => oc.column('id').doUpdateSet(rest))
+          .execute();
+        await trx.deleteFrom('credit_cards').where('account_id', '=', id).execute();
+        const cards = snap.cards.get(id) ?? [];
+        if (cards.length > 0) {
+          await trx
+            .insertInto('credit_cards')
+            .values(cards.map((c) => ({ ...c, account_id: id })))
+            .execute();
+        }
+      }
+      for (const id of snap.deleted) {
+        await trx.deleteFrom('credit_cards').where('account_id', '=', id).execute();
+        await trx.deleteFrom('accounts').where('id', '=', id).execute();
+      }
+      for (let i = 0; i < snap.ledger.length; i += 500) {
+        await trx
+          .insertInto('ledger')
+          .values(snap.ledger.slice(i, i + 500))
+          .execute();
+      }
+      for (let i = 0; i < snap.usage.length; i += 200) {
+        await trx
+          .insertInto('usage_records')
+          .values(snap.usage.slice(i, i + 200))
+          .onConflict((oc) => oc.column('request_id').doNothing())
+          .execute();
+      }
+      for (const d of aggregateDaily(snap.usage)) {
+        await trx
+          .insertInto('usage_daily')
+          .values(d)
+          .onConflict((oc) =>
+            oc.columns(['account_id', 'day', 'model']).doUpdateSet((eb) => ({
+              requests: eb('usage_daily.requests', '+', d.requests),
+              cost: eb('usage_daily.cost', '+', d.cost),
+              prompt_tokens: eb('usage_daily.prompt_tokens', '+', d.prompt_tokens),
+              completion_tokens: eb('usage_daily.completion_tokens', '+', d.completion_tokens),
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+}
+
+function aggregateDaily(rows: readonly UsageRow[]): Database['usage_daily'][] {
+  const map = new Map<string, Database['usage_daily']>();
+  for (const r of rows) {
+    const k = `${r.account_id}\u0000${r.day}\u0000${r.model}`;
+    const d = map.get(k);
+    if (d === undefined) {
+      map.set(k, {
+        account_id: r.account_id,
+        day: r.day,
+        model: r.model,
+        requests: 1,
+        cost: r.cost,
+        prompt_tokens: r.prompt_tokens,
+        completion_tokens: r.completion_tokens,
+      });
+    } else {
+      d.requests++;
+      d.cost += r.cost;
+      d.prompt_tokens += r.prompt_tokens;
+      d.completion_tokens += r.completion_tokens;
+    }
+  }
+  return [...map.values()];
+}
+
+export function accountRow(a: Account): AccountRow {
+  return {
+    id: a.id,
+    parent_id: a.parentId,
+    name: a.name,
+    email: a.email,
+    alias: a.alias,
+    billing_email: a.billingEmail,
+    key_hash: a.keyHash,
+    partial_key: a.partialKey,
+    level: a.level,
+    rates: a.rates,
+    rate_limit: a.rateLimit,
+    child_limit: a.childLimit,
+    hard_limit: a.hardLimit,
+    soft_limit: a.softLimit,
+    status: a.status ? 1 : 0,
+    is_root: a.isRoot ? 1 : 0,
+    allow_ips: a.allowIps === null ? null : JSON.stringify(a.allowIps),
+    allow_models: a.allowModels === null ? null : JSON.stringify([...a.allowModels]),
+    credit_granted: a.creditGranted,
+    credit_used: a.creditUsed,
+    requests: a.requests,
+    soft_notice_month: a.softNoticeMonth,
+    created_at: a.createdAt,
+    updated_at: a.updatedAt,
+  };
+}

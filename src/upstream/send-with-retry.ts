@@ -1,0 +1,166 @@
+/**
+ * Sends one client request upstream, moving to a different pool key after a connection error,
+ * 5xx, 429 or key fault, up to MAX_ATTEMPTS within one overall deadline. Nothing has been sent to
+ * the client while this runs, so a retry is always invisible; the caller commits the response.
+ */
+import type { Dispatcher } from 'undici';
+import { GatewayError } from '../errors/catalogue.js';
+import type { KeyPool, PoolKey } from '../keys/key-pool.js';
+import { classifyResponse, isRetryable, type UpstreamOutcome } from './classify-outcome.js';
+import { upstreamHeaders } from './forward-headers.js';
+import { sanitizeErrorBody } from './sanitize-error.js';
+import type { UpstreamClient } from './upstream-client.js';
+import type { IncomingHttpHeaders } from 'node:http';
+
+export interface RetryPolicy {
+  readonly maxAttempts: number;
+  readonly deadlineMs: number;
+  readonly attemptTimeoutMs: number;
+}
+
+export interface OutboundRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly clientHeaders: IncomingHttpHeaders;
+  readonly body: Buffer | undefined;
+  readonly signal: AbortSignal;
+}
+
+export type SendResult =
+  /** A response to stream to the client (success or the client's own error). */
+  | {
+      readonly kind: 'stream';
+      readonly key: PoolKey;
+      readonly response: Dispatcher.ResponseData;
+      readonly attempts: number;
+    }
+  /** A final upstream error, already read and sanitised. */
+  | {
+      readonly kind: 'buffered';
+      readonly status: number;
+      readonly headers: Dispatcher.ResponseData['headers'];
+      readonly body: Buffer;
+      readonly attempts: number;
+    }
+  | { readonly kind: 'error'; readonly error: GatewayError; readonly attempts: number }
+  | { readonly kind: 'aborted'; readonly attempts: number };
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+export async function sendWithRetry(
+  pool: KeyPool,
+  client: UpstreamClient,
+  policy: RetryPolicy,
+  req: OutboundRequest,
+  onAttempt: (outcome: UpstreamOutcome) => void,
+): Promise<SendResult> {
+  const tried = new Set<number>();
+  const deadline = Date.now() + policy.deadlineMs;
+  let last: SendResult | undefined;
+  let attempts = 0;
+  while (attempts < policy.maxAttempts) {
+    const key = pool.pick(tried);
+    if (key === undefined) break;
+    tried.add(key.id);
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) {
+      last = { kind: 'error', error: new GatewayError('upstream_timeout'), attempts };
+      break;
+    }
+    attempts++;
+    const result = await client.send({
+      method: req.method,
+      path: req.path,
+      headers: upstreamHeaders(req.clientHeaders, key.secret, req.body?.length ?? 0),
+      body: req.body,
+      signal: req.signal,
+      headersTimeoutMs: Math.min(policy.attemptTimeoutMs, remaining),
+    });
+    if (req.signal.aborted) {
+      if (result.kind === 'response') result.response.body.destroy();
+      return { kind: 'aborted', attempts };
+    }
+    if (result.kind === 'network-error') {
+      const outcome: UpstreamOutcome = { kind: 'transient', reason: result.reason };
+      pool.report(key, outcome, result.reason);
+      onAttempt(outcome);
+      last = {
+        kind: 'error',
+        error: new GatewayError(result.timeout ? 'upstream_timeout' : 'upstream_unreachable'),
+        attempts,
+      };
+    } else {
+      const { statusCode, headers } = result.response;
+      if (statusCode < 400) {
+        pool.report(key, { kind: 'ok' });
+        onAttempt({ kind: 'ok' });
+        return { kind: 'stream', key, response: result.response, attempts };
+      }
+      const raw = await readCapped(result.response.body, MAX_ERROR_BODY);
+      const retryAfter = typeof headers['retry-after'] === 'string' ? headers['retry-after'] : undefined;
+      const outcome = classifyResponse(statusCode, retryAfter, raw, Date.now());
+      pool.report(key, outcome, `${statusCode} ${outcome.kind === 'ok' ? '' : outcome.kind}`.trim());
+      onAttempt(outcome);
+      last = finalError(statusCode, headers, raw, outcome, attempts);
+      if (!isRetryable(outcome)) return last;
+    }
+    if (attempts < policy.maxAttempts) await backoff(attempts, deadline, req.signal);
+    if (req.signal.aborted) return { kind: 'aborted', attempts };
+  }
+  return last ?? { kind: 'error', error: new GatewayError('no_upstream_key'), attempts };
+}
+
+/**
+ * What the client sees when this was the last attempt. A pool key's own fault (invalid, out of
+ * quota) is the gateway's problem, not the client's, so it becomes 503 rather than a misleading 401.
+ */
+function finalError(
+  status: number,
+  headers: Dispatcher.ResponseData['headers'],
+  raw: Buffer,
+  outcome: UpstreamOutcome,
+  attempts: number,
+): SendResult {
+  if (outcome.kind === 'key-invalid' || outcome.kind === 'key-quota') {
+    return {
+      kind: 'error',
+      error: new GatewayError('no_upstream_key', 'No working upstream API key is available right now.'),
+      attempts,
+    };
+  }
+  return { kind: 'buffered', status, headers, body: sanitizeErrorBody(status, raw), attempts };
+}
+
+async function readCapped(body: Dispatcher.ResponseData['body'], cap: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (size + chunk.length > cap) {
+        chunks.push(chunk.subarray(0, cap - size));
+        size = cap;
+        body.destroy();
+        break;
+      }
+      chunks.push(chunk);
+      size += chunk.length;
+    }
+  } catch {
+    // a broken error body still classifies by status
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Short jittered pause between attempts so a burst of retries does not hammer the next key. */
+function backoff(attempt: number, deadline: number, signal: AbortSignal): Promise<void> {
+  const ms = Math.min(Math.max(0, deadline - Date.now()), 5 + Math.random() * 20 * attempt);
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
