@@ -345,7 +345,11 @@
   }
 
   function tableShell(index, key) {
-    const headRow = el('tr', null, COLUMNS.map((c) => el('th', { scope: 'col' }, c)));
+    const headRow = el(
+      'tr',
+      null,
+      COLUMNS.map((c) => el('th', { scope: 'col' }, c)),
+    );
     const tbody = el('tbody', { id: 'rows-' + index });
     const table = el(
       'table',
@@ -363,13 +367,22 @@
       el(
         'tr',
         { id: 'row-' + index, className: 'loading-row' },
-        cell(0, el('span', { className: 'mono' }, maskKey(key))),
-        el('td', { colspan: 6, 'data-label': 'Status 状态' }, el('span', { className: 'muted' }, 'Loading… 查询中')),
+        cell(0, el('span', { className: 'mono' }, maskKey(key)), 'key-cell'),
+        el(
+          'td',
+          { colspan: 6, 'data-label': 'Status 状态' },
+          el('span', { className: 'muted' }, 'Loading… 查询中'),
+        ),
       ),
     );
     return el(
       'section',
-      { className: 'card key-result', id: 'result-' + index, 'aria-label': 'Key ' + maskKey(key), 'data-key': maskKey(key) },
+      {
+        className: 'card key-result',
+        id: 'result-' + index,
+        'aria-label': 'Key ' + maskKey(key),
+        'data-key': maskKey(key),
+      },
       el('div', { className: 'table-wrap' }, table),
     );
   }
@@ -381,7 +394,7 @@
       el(
         'tr',
         { id: 'row-' + index, className: 'error-row' },
-        cell(0, el('span', { className: 'mono' }, maskKey(key))),
+        cell(0, el('span', { className: 'mono' }, maskKey(key)), 'key-cell'),
         el(
           'td',
           { colspan: 6, 'data-label': 'Error 错误', role: 'alert', id: 'error-' + index },
@@ -406,7 +419,10 @@
         el('td', { className: 'num' }, fmtMoney(c && c.balance)),
         el(
           'td',
-          { className: 'num' + (soon ? ' expiring' : ''), title: c && c.granted_at ? 'Granted ' + fmtDate(c.granted_at, true) : null },
+          {
+            className: 'num' + (soon ? ' expiring' : ''),
+            title: c && c.granted_at ? 'Granted ' + fmtDate(c.granted_at, true) : null,
+          },
           fmtDate(c && c.expires_at),
         ),
       );
@@ -459,7 +475,8 @@
     if (soft !== null && soft > 0 && monthUsed !== null && monthUsed >= soft)
       badges.push(el('span', { className: 'badge warn' }, 'SoftLimit reached 已达提醒额度'));
     const balance = num(info.balance);
-    if (balance !== null && balance < 1) badges.push(el('span', { className: 'badge error' }, 'Balance < $1 余额不足'));
+    if (balance !== null && balance < 1)
+      badges.push(el('span', { className: 'badge error' }, 'Balance < $1 余额不足'));
 
     const account = el(
       'div',
@@ -469,7 +486,14 @@
         { className: 'muted small num' },
         'ID ' + (info.id ?? '—') + ' · Level ' + (info.level ?? '—') + ' · Children ' + fmtInt(info.child),
       ),
-      el('div', { className: 'account-name' }, info.name ?? '—', info.alias && info.alias !== info.name ? el('span', { className: 'muted' }, ' (' + info.alias + ')') : null),
+      el(
+        'div',
+        { className: 'account-name' },
+        info.name ?? '—',
+        info.alias && info.alias !== info.name
+          ? el('span', { className: 'muted' }, ' (' + info.alias + ')')
+          : null,
+      ),
       el('div', { className: 'small wrap-anywhere' }, info.email ?? ''),
       el('div', { className: 'muted small' }, 'Created 创建 ' + fmtDate(info.create_at, true)),
       badges.length ? el('div', { className: 'badges' }, badges) : null,
@@ -479,10 +503,13 @@
       el(
         'tr',
         { id: 'row-' + index, className: 'info-row' },
-        cell(0, el('span', { className: 'mono' }, maskKey(key))),
+        cell(0, el('span', { className: 'mono' }, maskKey(key)), 'key-cell'),
         cell(1, account),
         cell(2, cardsTable(info.credit_balance)),
-        cell(3, [labelled('Used 已用', fmtMoney(info.credit_used)), labelled('Balance 余额', fmtMoney(info.balance), 'strong')]),
+        cell(3, [
+          labelled('Used 已用', fmtMoney(info.credit_used)),
+          labelled('Balance 余额', fmtMoney(info.balance), 'strong'),
+        ]),
         cell(4, [
           labelled('Today 今日', fmtMoney(daily.CreditUsed)),
           labelled('Month 本月', fmtMoney(monthly.CreditUsed)),
@@ -583,7 +610,9 @@
       const v = max * frac;
       const gy = y(v);
       chart.appendChild(svg('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: gy, y2: gy }));
-      chart.appendChild(svg('text', { class: 'axis', x: pad.left - 6, y: gy + 4, 'text-anchor': 'end' }, axisMoney(v)));
+      chart.appendChild(
+        svg('text', { class: 'axis', x: pad.left - 6, y: gy + 4, 'text-anchor': 'end' }, axisMoney(v)),
+      );
     }
     values.forEach((v, i) => {
       const x = pad.left + i * slot + (slot - barW) / 2;
@@ -594,15 +623,28 @@
         chart.appendChild(
           svg(
             'rect',
-            { class: 'bar' + (dayNo === today ? ' today' : ''), x, y: pad.top + plotH - h, width: barW, height: h, rx: Math.min(2, barW / 3) },
+            {
+              class: 'bar' + (dayNo === today ? ' today' : ''),
+              x,
+              y: pad.top + plotH - h,
+              width: barW,
+              height: h,
+              rx: Math.min(2, barW / 3),
+            },
             svg('title', null, label),
           ),
         );
       }
       const every = values.length > 20 && width < 480 ? 7 : 5;
-      if (dayNo === 1 || dayNo % every === 0 || dayNo === values.length) {
+      const lastLabelled = values.length - (values.length % every);
+      const showLast = dayNo === values.length && values.length - lastLabelled >= every / 2;
+      if (dayNo === 1 || dayNo % every === 0 || showLast) {
         chart.appendChild(
-          svg('text', { class: 'axis', x: pad.left + i * slot + slot / 2, y: height - 6, 'text-anchor': 'middle' }, dayNo),
+          svg(
+            'text',
+            { class: 'axis', x: pad.left + i * slot + slot / 2, y: height - 6, 'text-anchor': 'middle' },
+            dayNo,
+          ),
         );
       }
     });
@@ -620,7 +662,12 @@
       .map((v, i) => ({ v, i }))
       .filter((d) => d.v > 0)
       .map((d) =>
-        el('tr', null, el('td', null, year + '-' + pad2(month + 1) + '-' + pad2(d.i + 1)), el('td', { className: 'num' }, fmtMoney(d.v))),
+        el(
+          'tr',
+          null,
+          el('td', null, year + '-' + pad2(month + 1) + '-' + pad2(d.i + 1)),
+          el('td', { className: 'num' }, fmtMoney(d.v)),
+        ),
       );
     const dataTable =
       rows.length > 0
@@ -632,7 +679,16 @@
               'table',
               null,
               el('caption', { className: 'visually-hidden' }, 'Daily spend'),
-              el('thead', null, el('tr', null, el('th', { scope: 'col' }, 'Date 日期'), el('th', { scope: 'col' }, 'Spend 消费'))),
+              el(
+                'thead',
+                null,
+                el(
+                  'tr',
+                  null,
+                  el('th', { scope: 'col' }, 'Date 日期'),
+                  el('th', { scope: 'col' }, 'Spend 消费'),
+                ),
+              ),
               el('tbody', null, rows),
             ),
           )
@@ -722,7 +778,12 @@
     const ok = outcomes.filter(Boolean).length;
     const failed = outcomes.length - ok;
     statusLine.textContent =
-      'Done 完成: ' + ok + ' ok' + (failed ? ', ' + failed + ' failed 失败' : '') + ' — ' + new Date().toLocaleTimeString();
+      'Done 完成: ' +
+      ok +
+      ' ok' +
+      (failed ? ', ' + failed + ' failed 失败' : '') +
+      ' — ' +
+      new Date().toLocaleTimeString();
   }
 
   function onSubmit(event) {

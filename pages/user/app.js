@@ -284,7 +284,13 @@
   const resultSection = $('result-section');
   const resultTitle = $('result-title');
   const result = $('result');
-  const actionButtons = ['create-button', 'recharge-button', 'update-button', 'view-button', 'delete-button'].map($);
+  const actionButtons = [
+    'create-button',
+    'recharge-button',
+    'update-button',
+    'view-button',
+    'delete-button',
+  ].map($);
   const pool = {
     panel: $('key-pool-panel'),
     body: $('key-pool-body'),
@@ -375,13 +381,18 @@
 
   function formatValue(key, value) {
     if (value == null) return el('span', { className: 'muted' }, '—');
-    if ((key === 'CreditBalance' || key === 'credit_balance') && Array.isArray(value)) return cardsTable(value, key);
+    if ((key === 'CreditBalance' || key === 'credit_balance') && Array.isArray(value))
+      return cardsTable(value, key);
     if (key === 'Status' && typeof value === 'boolean') return statusBadge(value);
     if (typeof value === 'boolean') return value ? 'Yes 是' : 'No 否';
     if (Array.isArray(value)) {
       if (value.length === 0) return el('span', { className: 'muted' }, '(none) *');
       if (value.every((v) => v === null || typeof v !== 'object')) return value.join(' ');
-      return el('ul', { className: 'plain-list' }, value.map((v) => el('li', null, kvTable(v))));
+      return el(
+        'ul',
+        { className: 'plain-list' },
+        value.map((v) => el('li', null, kvTable(v))),
+      );
     }
     if (typeof value === 'object') return kvTable(value);
     if (MONEY_FIELDS.has(key)) return el('span', { className: 'num' }, fmtMoney(value));
@@ -421,6 +432,8 @@
     append(result, nodes);
     resultTitle.textContent = title;
     resultSection.hidden = false;
+    const top = resultSection.getBoundingClientRect().top;
+    if (top > window.innerHeight - 80 || top < 0) resultSection.scrollIntoView({ block: 'start' });
   }
 
   function hideResult() {
@@ -565,7 +578,10 @@
       return;
     }
     if (!rawName) rawName = email;
-    const credit = readNumber(creditInput, 'Credit', { min: 0.01, message: 'enter the initial credit in USD (min $2)' });
+    const credit = readNumber(creditInput, 'Credit', {
+      min: 0.01,
+      message: 'enter the initial credit in USD (min $2)',
+    });
     if (credit.error) return;
     if (credit.empty) {
       showError('Credit: enter the initial credit in USD (min $2). 请输入额度');
@@ -582,7 +598,8 @@
     await run('Create 创建', async () => {
       const data = await apiRequest(api.base, 'POST', '/x-users', key, body);
       const user = (data && data.User) || {};
-      const secret = typeof user.SecretKey === 'string' && user.SecretKey.startsWith('sk-') ? user.SecretKey : '';
+      const secret =
+        typeof user.SecretKey === 'string' && user.SecretKey.startsWith('sk-') ? user.SecretKey : '';
       const nodes = [
         el(
           'p',
@@ -612,8 +629,17 @@
     });
     field.value = secret;
     field.addEventListener('focus', () => field.select());
-    const copyStatus = el('span', { id: 'copy-key-status', className: 'hint', role: 'status', 'aria-live': 'polite' });
-    const copyButton = el('button', { id: 'copy-key-button', type: 'button', className: 'primary' }, 'Copy 复制');
+    const copyStatus = el('span', {
+      id: 'copy-key-status',
+      className: 'hint',
+      role: 'status',
+      'aria-live': 'polite',
+    });
+    const copyButton = el(
+      'button',
+      { id: 'copy-key-button', type: 'button', className: 'primary' },
+      'Copy 复制',
+    );
     copyButton.addEventListener('click', async () => {
       let copied = false;
       try {
@@ -633,7 +659,9 @@
           copied = false;
         }
       }
-      copyStatus.textContent = copied ? 'Copied 已复制' : 'Select the key and copy it manually (Ctrl+C). 请手动复制';
+      copyStatus.textContent = copied
+        ? 'Copied 已复制'
+        : 'Select the key and copy it manually (Ctrl+C). 请手动复制';
     });
     const dismiss = el('button', { id: 'dismiss-key-button', type: 'button' }, 'I saved it 已保存，隐藏');
     const panel = el(
@@ -651,7 +679,9 @@
     );
     dismiss.addEventListener('click', () => {
       field.value = '';
-      panel.replaceWith(el('p', { className: 'hint', id: 'new-key-hidden' }, 'The key was hidden. 密钥已隐藏'));
+      panel.replaceWith(
+        el('p', { className: 'hint', id: 'new-key-hidden' }, 'The key was hidden. 密钥已隐藏'),
+      );
     });
     return panel;
   }
@@ -675,7 +705,11 @@
     if (credit.value < 0) {
       const ok = await confirmAction(
         'Deduct credit 扣减额度',
-        'Deduct ' + fmtMoney(-credit.value) + ' from "' + name + '"? The amount returns to you as a new credit card; a $0.2 fee applies.',
+        'Deduct ' +
+          fmtMoney(-credit.value) +
+          ' from "' +
+          name +
+          '"? The amount returns to you as a new credit card; a $0.2 fee applies.',
         'Deduct 扣减',
       );
       if (!ok) {
@@ -713,13 +747,23 @@
     const rates = readNumber(ratesInput, 'Rates', { min: 0.000001, message: 'enter a positive multiplier' });
     if (rates.error) return;
     if (!rates.empty) body.Rates = rates.value;
-    const rpm = readNumber($('rate-limit-input'), 'RateLimit', { min: 0, integer: true, message: 'enter a whole number' });
+    const rpm = readNumber($('rate-limit-input'), 'RateLimit', {
+      min: 0,
+      integer: true,
+      message: 'enter a whole number',
+    });
     if (rpm.error) return;
     if (!rpm.empty) body.RateLimit = rpm.value;
-    const hard = readNumber($('hard-limit-input'), 'HardLimit', { min: 0, message: 'enter an amount in USD' });
+    const hard = readNumber($('hard-limit-input'), 'HardLimit', {
+      min: 0,
+      message: 'enter an amount in USD',
+    });
     if (hard.error) return;
     if (!hard.empty) body.HardLimit = hard.value;
-    const soft = readNumber($('soft-limit-input'), 'SoftLimit', { min: 0, message: 'enter an amount in USD' });
+    const soft = readNumber($('soft-limit-input'), 'SoftLimit', {
+      min: 0,
+      message: 'enter an amount in USD',
+    });
     if (soft.error) return;
     if (!soft.empty) body.SoftLimit = soft.value;
     const lists = [
@@ -735,7 +779,9 @@
     const status = $('status-select').value;
     if (status === 'true' || status === 'false') body.Status = status === 'true';
     if (Object.keys(body).length === 0) {
-      showError('Fill at least one field to update (Rates or a field under "Limits & access"). 请至少填写一项');
+      showError(
+        'Fill at least one field to update (Rates or a field under "Limits & access"). 请至少填写一项',
+      );
       return;
     }
     await run('Update 更新', async () => {
@@ -751,7 +797,9 @@
     if (!name) return;
     const ok = await confirmAction(
       'Delete sub-account 删除子账号',
-      'Delete "' + name + '"? Its remaining balance is refunded to you as a credit card valid 180 days, minus a $0.2 fee. This cannot be undone.',
+      'Delete "' +
+        name +
+        '"? Its remaining balance is refunded to you as a credit card valid 180 days, minus a $0.2 fee. This cannot be undone.',
       'Delete 删除',
     );
     if (!ok) {
@@ -811,7 +859,7 @@
     'Used 已用',
     'Rates 费率',
     'RPM',
-    'HardLimit / SoftLimit',
+    'Hard / Soft limit',
     'Children 子账号',
     'Requests 请求',
     'Status 状态',
@@ -843,14 +891,23 @@
         ? el(
             'details',
             { className: 'cards-details', id: 'cards-' + id },
-            el('summary', { id: 'cards-toggle-' + id }, cards.length + (cards.length === 1 ? ' card' : ' cards')),
+            el(
+              'summary',
+              { id: 'cards-toggle-' + id },
+              cards.length + (cards.length === 1 ? ' card' : ' cards'),
+            ),
             cardsTable(cards, 'Credit cards of ' + (u.Name || id)),
           )
         : null,
     );
     const selectButton = el(
       'button',
-      { type: 'button', className: 'small', id: 'select-user-' + id, 'aria-label': 'Select ' + (u.Name || id) },
+      {
+        type: 'button',
+        className: 'small',
+        id: 'select-user-' + id,
+        'aria-label': 'Select ' + (u.Name || id),
+      },
       'Use 选择',
     );
     selectButton.addEventListener('click', () => {
@@ -869,12 +926,26 @@
       el('td', { className: 'num' }, fmtMoney(u.CreditUsed)),
       el('td', { className: 'num' }, fmtNumber(u.Rates)),
       el('td', { className: 'num' }, fmtNumber(u.RateLimit)),
-      el('td', { className: 'num' }, fmtMoney(u.HardLimit) + ' / ' + fmtMoney(u.SoftLimit)),
-      el('td', { className: 'num' }, fmtNumber(u.Child) + (u.ChildLimit != null ? ' / ' + fmtNumber(u.ChildLimit) : '')),
+      el(
+        'td',
+        { className: 'num' },
+        fmtMoney(u.HardLimit),
+        el('br'),
+        el('span', { className: 'muted' }, fmtMoney(u.SoftLimit)),
+      ),
+      el(
+        'td',
+        { className: 'num', title: u.ChildLimit != null ? 'ChildLimit ' + fmtNumber(u.ChildLimit) : null },
+        fmtNumber(u.Child),
+      ),
       el('td', { className: 'num' }, fmtNumber(u.Requests)),
       el('td', null, statusBadge(u.Status)),
-      el('td', { className: 'mono' }, u.PartialKey ? '…' + u.PartialKey : '***'),
-      el('td', { className: 'num' }, fmtDate(u.CreatedAt)),
+      el(
+        'td',
+        { className: 'mono', title: u.PartialKey ? '…' + u.PartialKey : null },
+        u.PartialKey ? '…' + String(u.PartialKey).slice(-6) : '***',
+      ),
+      el('td', { className: 'num', title: fmtDate(u.CreatedAt) }, fmtDate(u.CreatedAt, false)),
       el('td', null, selectButton),
     );
   }
@@ -888,7 +959,15 @@
         'table',
         { id: 'dna-table', className: 'dna-table' },
         el('caption', { className: 'visually-hidden' }, 'Sub-accounts, children indented below their parent'),
-        el('thead', null, el('tr', null, TREE_COLUMNS.map((c) => el('th', { scope: 'col' }, c)))),
+        el(
+          'thead',
+          null,
+          el(
+            'tr',
+            null,
+            TREE_COLUMNS.map((c) => el('th', { scope: 'col' }, c)),
+          ),
+        ),
         el('tbody', { id: 'dna-body' }, ordered.map(treeRow)),
       ),
     );
@@ -902,11 +981,18 @@
       const data = await apiRequest(api.base, 'GET', name ? userPath('/x-dna', name) : '/x-dna', key);
       const users = Array.isArray(data) ? data : data && typeof data === 'object' ? [data] : [];
       if (users.length === 0) {
-        showResult('Sub-accounts 子账号', el('p', { className: 'notice', id: 'dna-empty' }, 'No sub-accounts yet. 暂无子账号'));
+        showResult(
+          'Sub-accounts 子账号',
+          el('p', { className: 'notice', id: 'dna-empty' }, 'No sub-accounts yet. 暂无子账号'),
+        );
       } else {
         showResult(
           name ? 'Sub-account 子账号: ' + name : 'All sub-accounts 全部子账号',
-          el('p', { className: 'hint', id: 'dna-count' }, users.length + (users.length === 1 ? ' account' : ' accounts') + ' 个账号'),
+          el(
+            'p',
+            { className: 'hint', id: 'dna-count' },
+            users.length + (users.length === 1 ? ' account' : ' accounts') + ' 个账号',
+          ),
           treeTable(users),
         );
       }
@@ -926,16 +1012,33 @@
     const buttons = [];
     if (k.Status !== 'active') {
       buttons.push(
-        el('button', { type: 'button', className: 'small', id: 'key-enable-' + id, 'aria-label': 'Enable key ' + id }, 'Enable 启用'),
+        el(
+          'button',
+          { type: 'button', className: 'small', id: 'key-enable-' + id, 'aria-label': 'Enable key ' + id },
+          'Enable 启用',
+        ),
       );
     }
     if (k.Status !== 'disabled') {
       buttons.push(
-        el('button', { type: 'button', className: 'small', id: 'key-disable-' + id, 'aria-label': 'Disable key ' + id }, 'Disable 停用'),
+        el(
+          'button',
+          { type: 'button', className: 'small', id: 'key-disable-' + id, 'aria-label': 'Disable key ' + id },
+          'Disable 停用',
+        ),
       );
     }
     buttons.push(
-      el('button', { type: 'button', className: 'small danger', id: 'key-delete-' + id, 'aria-label': 'Delete key ' + id }, 'Delete 删除'),
+      el(
+        'button',
+        {
+          type: 'button',
+          className: 'small danger',
+          id: 'key-delete-' + id,
+          'aria-label': 'Delete key ' + id,
+        },
+        'Delete 删除',
+      ),
     );
     for (const b of buttons) {
       b.addEventListener('click', () => {
@@ -953,8 +1056,8 @@
       el('td', { className: 'wrap-anywhere small' }, reason || '—'),
       el('td', { className: 'num' }, fmtNumber(k.Requests)),
       el('td', { className: 'num' }, fmtNumber(k.Failures)),
-      el('td', { className: 'num' }, fmtDate(k.CreatedAt)),
-      el('td', { className: 'num' }, fmtDate(k.UpdatedAt)),
+      el('td', { className: 'num date' }, fmtDate(k.CreatedAt)),
+      el('td', { className: 'num date' }, fmtDate(k.UpdatedAt)),
       el('td', null, el('div', { className: 'row-actions' }, buttons)),
     );
   }
@@ -964,7 +1067,11 @@
     const keys = Array.isArray(list) ? list : [];
     if (keys.length === 0) {
       pool.body.appendChild(
-        el('tr', { id: 'key-pool-empty' }, el('td', { colspan: 9, className: 'muted' }, 'No upstream keys yet: add one above. 暂无上游密钥')),
+        el(
+          'tr',
+          { id: 'key-pool-empty' },
+          el('td', { colspan: 9, className: 'muted' }, 'No upstream keys yet: add one above. 暂无上游密钥'),
+        ),
       );
     } else {
       for (const k of keys) pool.body.appendChild(poolRow(k, key));
@@ -974,7 +1081,12 @@
     pool.status.textContent =
       keys.length +
       ' keys 个密钥' +
-      (keys.length ? ': ' + Object.entries(counts).map(([s, n]) => n + ' ' + s).join(', ') : '');
+      (keys.length
+        ? ': ' +
+          Object.entries(counts)
+            .map(([s, n]) => n + ' ' + s)
+            .join(', ')
+        : '');
   }
 
   function hidePool() {
@@ -1030,7 +1142,10 @@
     } catch (err) {
       pool.status.textContent = '';
       pool.error.textContent =
-        label + ' failed 失败: ' + (err && err.message ? err.message : String(err)) + (err && err.status ? ' (HTTP ' + err.status + ')' : '');
+        label +
+        ' failed 失败: ' +
+        (err && err.message ? err.message : String(err)) +
+        (err && err.status ? ' (HTTP ' + err.status + ')' : '');
     }
   }
 
@@ -1054,7 +1169,9 @@
 
   async function setUpstreamKeyStatus(k, key, enable) {
     await poolAction(enable ? 'Enable 启用' : 'Disable 停用', async () => {
-      await apiRequest(api.base, 'PUT', '/x-keys/' + encodeURIComponent(String(k.ID)), key, { Status: enable });
+      await apiRequest(api.base, 'PUT', '/x-keys/' + encodeURIComponent(String(k.ID)), key, {
+        Status: enable,
+      });
       await refreshPool();
     });
   }

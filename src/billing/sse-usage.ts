@@ -65,6 +65,9 @@ const USAGE_KEY = Buffer.from('usage"');
 const DONE_LINE = Buffer.from('data:[DONE]');
 const EMPTY = Buffer.alloc(0);
 
+// Remainders up to this many bytes are searched in JS rather than with a native call.
+const SHORT_SCAN = 32;
+
 const DEFAULT_MAX_KEPT_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
 
@@ -115,8 +118,8 @@ export class SseUsageTracker {
       this.pendingBytes = 0;
       this.prev1 = this.prev2 = -1;
     }
-    // Copy the (usually small) tail so that it does not pin the caller's whole chunk in memory.
-    if (end < chunk.length) this.hold(Buffer.from(chunk.subarray(end)));
+    // A view, not a copy: it pins the chunk only until the next push completes the event.
+    if (end < chunk.length) this.hold(chunk.subarray(end));
     return this.scan(region);
   }
 
@@ -190,7 +193,7 @@ export class SseUsageTracker {
     // totals), and OpenAI sends nothing but `[DONE]` after its usage chunk anyway.
     // The needle is `usage"` rather than `"usage"`: Buffer#indexOf is several times slower on a
     // needle starting with `"`, the most frequent byte in JSON; the quote is checked by hand.
-    let pos = region.indexOf(USAGE_KEY);
+    let pos = findUsageKey(region, 0);
     while (pos !== -1) {
       let next = pos + USAGE_KEY.length;
       if (region[pos - 1] === QUOTE && objectFollows(region, next)) {
@@ -202,7 +205,7 @@ export class SseUsageTracker {
           out = Buffer.concat([out.subarray(0, start - (region.length - out.length)), region.subarray(end)]);
         }
       }
-      pos = region.indexOf(USAGE_KEY, next);
+      pos = findUsageKey(region, next);
     }
     if (this.usage === undefined) this.keep(out);
     else if (this.keptBytes > 0) {
@@ -253,6 +256,21 @@ export class SseUsageTracker {
       collectText(obj, this.textParts);
     }
   }
+}
+
+/**
+ * `buf.indexOf('usage"', from)`, but short remainders (typically the `null}\n\n` after OpenAI's
+ * trailing `"usage"` key) are scanned in JS: a native call costs more than checking a few bytes.
+ */
+function findUsageKey(buf: Buffer, from: number): number {
+  const n = buf.length;
+  if (n - from > SHORT_SCAN) return buf.indexOf(USAGE_KEY, from);
+  const last = n - USAGE_KEY.length;
+  outer: for (let i = from; i <= last; i++) {
+    for (let j = 0; j < USAGE_KEY.length; j++) if (buf[i + j] !== USAGE_KEY[j]) continue outer;
+    return i;
+  }
+  return -1;
 }
 
 /**

@@ -110,7 +110,7 @@ export function maxOutputTokens(body: unknown, cap: number): number {
     positiveInt(b['max_completion_tokens']) ??
     positiveInt(b['max_tokens']) ??
     positiveInt(b['max_output_tokens']) ??
-    Math.max(0, Math.ceil(cap));
+    (Number.isFinite(cap) && cap > 0 ? Math.ceil(cap) : 0);
   const choices = Math.max(positiveInt(b['n']) ?? 1, positiveInt(b['best_of']) ?? 1);
   return Math.min(perChoice, MAX_OUTPUT_TOKENS_BOUND) * Math.min(choices, MAX_CHOICES);
 }

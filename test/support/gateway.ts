@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 
-export const ROOT_KEY = 'sk-Xvs' + 'R'.repeat(20) + 'oot0123456789abcdefghijklm';
+export const ROOT_KEY = 'sk-Xvs' + 'R'.repeat(20) + 'oot0123456789abcdefghijkl';
 
 export interface TestGateway {
   app: App;

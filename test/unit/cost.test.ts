@@ -1,7 +1,13 @@
 // Unit tests of cost computation (exact and worst case) and of parsing OpenAI usage objects.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { computeCost, imageMicros, usageFromOpenAI, worstCaseCost, type Usage } from '../../src/billing/cost.js';
+import {
+  computeCost,
+  imageMicros,
+  usageFromOpenAI,
+  worstCaseCost,
+  type Usage,
+} from '../../src/billing/cost.js';
 import { RATE_ONE } from '../../src/billing/money.js';
 import type { ModelPrice } from '../../src/billing/price-table.js';
 import { parsePriceTable } from '../../src/billing/price-table.js';
@@ -35,7 +41,9 @@ describe('computeCost', () => {
   });
 
   it('bills cached tokens at the input price when the model has no cached price', () => {
-    expect(computeCost(noCache, tokens(1000, 0, 400), RATE_ONE)).toBe(computeCost(noCache, tokens(1000, 0), RATE_ONE));
+    expect(computeCost(noCache, tokens(1000, 0, 400), RATE_ONE)).toBe(
+      computeCost(noCache, tokens(1000, 0), RATE_ONE),
+    );
   });
 
   it('clamps cached > prompt and ignores garbage counts', () => {
@@ -90,7 +98,12 @@ describe('computeCost', () => {
   });
 
   it('bills audio minutes and tts characters', () => {
-    const whisper: ModelPrice = { model: 'whisper-1', inputMicrosPerM: 0, outputMicrosPerM: 0, perMinuteMicros: 6_000 };
+    const whisper: ModelPrice = {
+      model: 'whisper-1',
+      inputMicrosPerM: 0,
+      outputMicrosPerM: 0,
+      perMinuteMicros: 6_000,
+    };
     expect(computeCost(whisper, { ...tokens(0, 0), audioSeconds: 60 }, RATE_ONE)).toBe(6_000);
     expect(computeCost(whisper, { ...tokens(0, 0), audioSeconds: 30 }, RATE_ONE)).toBe(3_000);
     // 1 second = 100 micros; 0.5 s = 8333.3 millionths of a minute, rounded up twice (to the
@@ -98,7 +111,12 @@ describe('computeCost', () => {
     expect(computeCost(whisper, { ...tokens(0, 0), audioSeconds: 0.5 }, RATE_ONE)).toBe(51);
     expect(computeCost(whisper, { ...tokens(0, 0), audioSeconds: 1 }, RATE_ONE)).toBe(101);
     expect(computeCost(whisper, { ...tokens(0, 0), audioSeconds: 6 }, RATE_ONE)).toBe(600);
-    const tts: ModelPrice = { model: 'tts-1', inputMicrosPerM: 0, outputMicrosPerM: 0, perMillionCharsMicros: 15_000_000 };
+    const tts: ModelPrice = {
+      model: 'tts-1',
+      inputMicrosPerM: 0,
+      outputMicrosPerM: 0,
+      perMillionCharsMicros: 15_000_000,
+    };
     expect(computeCost(tts, { ...tokens(0, 0), characters: 1000 }, RATE_ONE)).toBe(15_000);
   });
 
@@ -201,7 +219,13 @@ describe('usageFromOpenAI', () => {
         prompt_tokens_details: { audio_tokens: 80 },
         completion_tokens_details: { audio_tokens: 40 },
       }),
-    ).toEqual({ promptTokens: 100, cachedTokens: 0, completionTokens: 50, audioPromptTokens: 80, audioCompletionTokens: 40 });
+    ).toEqual({
+      promptTokens: 100,
+      cachedTokens: 0,
+      completionTokens: 50,
+      audioPromptTokens: 80,
+      audioCompletionTokens: 40,
+    });
     expect(
       usageFromOpenAI({
         type: 'tokens',

@@ -1,4 +1,4 @@
-// Unit tests of the price table: the shipped prices.json, validation messages, model-name resolution
+// Unit tests of the price table: the shipped config/prices.json, validation messages, model-name resolution
 // and the default-price env parsing.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import {
   type ModelPrice,
 } from '../../src/billing/price-table.js';
 
-const SHIPPED = fileURLToPath(new URL('../../src/billing/prices.json', import.meta.url));
+const SHIPPED = fileURLToPath(new URL('../../config/prices.json', import.meta.url));
 
 function writeTable(json: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'prices-'));
@@ -89,7 +89,8 @@ describe('shipped prices.json', () => {
 
   it('never prices cached input above input', () => {
     for (const p of prices.values()) {
-      if (p.cachedInputMicrosPerM !== undefined) expect(p.cachedInputMicrosPerM).toBeLessThanOrEqual(p.inputMicrosPerM);
+      if (p.cachedInputMicrosPerM !== undefined)
+        expect(p.cachedInputMicrosPerM).toBeLessThanOrEqual(p.inputMicrosPerM);
     }
   });
 });
@@ -110,13 +111,15 @@ describe('validation', () => {
         'not-object': 5,
         'bad-image': { per_image: { '1024x1024': 0.1 } },
         'bad-image-value': { per_image: { default: 0.1, hd: 'x' } },
-        'inf-price': { per_minute: 1e400 },
+        'inf-price': { per_minute: Number.POSITIVE_INFINITY },
       },
     });
     expect([...prices.keys()]).toEqual(['good']);
     const text = problems.join('\n');
     expect(text).toContain('model "neg-price": "input" must be a number');
-    expect(text).toContain('model "string-price": "input" must be a number of USD between 0 and 1000000, got "1"');
+    expect(text).toContain(
+      'model "string-price": "input" must be a number of USD between 0 and 1000000, got "1"',
+    );
     expect(text).toContain('model "typo-field": unknown field "ouptut"');
     expect(text).toContain('model "half-tokens": "input" and "output" must be given together');
     expect(text).toContain('model "nothing": needs at least one of');
@@ -162,7 +165,11 @@ describe('validation', () => {
       cachedInputMicrosPerM: 25_000,
       outputMicrosPerM: 300_000,
     });
-    expect(prices.get('i')?.perImage).toEqual({ defaultMicros: 16_000, maxMicros: 16_000, variants: new Map() });
+    expect(prices.get('i')?.perImage).toEqual({
+      defaultMicros: 16_000,
+      maxMicros: 16_000,
+      variants: new Map(),
+    });
   });
 });
 
@@ -251,8 +258,14 @@ describe('PriceTable.lookup', () => {
 
 describe('parseDefaultModelPrice', () => {
   it('parses "input,output" USD per 1M into micros', () => {
-    expect(parseDefaultModelPrice('0.15,0.6')).toEqual({ inputMicrosPerM: 150_000, outputMicrosPerM: 600_000 });
-    expect(parseDefaultModelPrice(' 2 , 8 ')).toEqual({ inputMicrosPerM: 2_000_000, outputMicrosPerM: 8_000_000 });
+    expect(parseDefaultModelPrice('0.15,0.6')).toEqual({
+      inputMicrosPerM: 150_000,
+      outputMicrosPerM: 600_000,
+    });
+    expect(parseDefaultModelPrice(' 2 , 8 ')).toEqual({
+      inputMicrosPerM: 2_000_000,
+      outputMicrosPerM: 8_000_000,
+    });
     expect(parseDefaultModelPrice('0,0')).toEqual({ inputMicrosPerM: 0, outputMicrosPerM: 0 });
   });
 
@@ -263,7 +276,18 @@ describe('parseDefaultModelPrice', () => {
   });
 
   it('throws on malformed values', () => {
-    for (const bad of ['0.15', '0.15,0.6,1', 'a,b', '-1,2', '1,', ',1', '0x10,1', '1e3,1', 'NaN,1', '2000000,1']) {
+    for (const bad of [
+      '0.15',
+      '0.15,0.6,1',
+      'a,b',
+      '-1,2',
+      '1,',
+      ',1',
+      '0x10,1',
+      '1e3,1',
+      'NaN,1',
+      '2000000,1',
+    ]) {
       expect(() => parseDefaultModelPrice(bad), bad).toThrow(RangeError);
     }
   });

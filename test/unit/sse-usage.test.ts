@@ -4,7 +4,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SseUsageTracker, type SseFinish } from '../../src/billing/sse-usage.js';
 
-const USAGE = { prompt_tokens: 12, completion_tokens: 7, total_tokens: 19, prompt_tokens_details: { cached_tokens: 4 } };
+const USAGE = {
+  prompt_tokens: 12,
+  completion_tokens: 7,
+  total_tokens: 19,
+  prompt_tokens_details: { cached_tokens: 4 },
+};
 const EXPECTED_USAGE = { promptTokens: 12, cachedTokens: 4, completionTokens: 7 };
 
 function contentEvent(text: string, nl = '\n'): string {
@@ -34,7 +39,9 @@ function run(input: Buffer, cuts: number[], strip: boolean, opts: { maxKeptBytes
   const t = new SseUsageTracker({ stripUsageChunk: strip, ...opts });
   const outs: Buffer[] = [];
   let prev = 0;
-  for (const c of [...cuts.filter((x) => x > 0 && x < input.length)].sort((a, b) => a - b).concat(input.length)) {
+  for (const c of [...cuts.filter((x) => x > 0 && x < input.length)]
+    .sort((a, b) => a - b)
+    .concat(input.length)) {
     if (c < prev) continue;
     outs.push(t.push(input.subarray(prev, c)));
     prev = c;
@@ -150,7 +157,8 @@ describe('SseUsageTracker usage', () => {
   });
 
   it('strips a CRLF usage event with other fields, and tolerates spaces in JSON', () => {
-    const ev = 'id: 7\r\ndata: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\r\n\r\n';
+    const ev =
+      'id: 7\r\ndata: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\r\n\r\n';
     const input = contentEvent('a', '\r\n') + ev + doneEvent('\r\n');
     const r = run(Buffer.from(input), [], true);
     expect(r.out.toString()).toBe(contentEvent('a', '\r\n') + doneEvent('\r\n'));
@@ -172,7 +180,10 @@ describe('SseUsageTracker usage', () => {
     const delta = `event: response.output_text.delta\ndata: ${JSON.stringify({ type: 'response.output_text.delta', delta: 'Hi' })}\n\n`;
     const completed = `event: response.completed\ndata: ${JSON.stringify({
       type: 'response.completed',
-      response: { id: 'r', usage: { input_tokens: 9, input_tokens_details: { cached_tokens: 0 }, output_tokens: 1 } },
+      response: {
+        id: 'r',
+        usage: { input_tokens: 9, input_tokens_details: { cached_tokens: 0 }, output_tokens: 1 },
+      },
     })}\n\n`;
     const input = created + delta + completed;
     const r = run(Buffer.from(input), [], true);
@@ -191,7 +202,9 @@ describe('SseUsageTracker usage', () => {
 describe('SseUsageTracker delivered text (no usage)', () => {
   it('collects chat content, refusals and tool calls', () => {
     const tool = `data: ${JSON.stringify({
-      choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { name: 'get', arguments: '{"a":' } }] } }],
+      choices: [
+        { index: 0, delta: { tool_calls: [{ index: 0, function: { name: 'get', arguments: '{"a":' } }] } },
+      ],
     })}\n\n`;
     const refusal = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { refusal: 'No.' } }] })}\n\n`;
     const input = contentEvent('Hello') + contentEvent(' wörld ✓') + tool + refusal;
@@ -214,7 +227,8 @@ describe('SseUsageTracker delivered text (no usage)', () => {
   });
 
   it('ignores garbage data lines and comments', () => {
-    const input = ': keep-alive\n\n' + 'data: not json\n\n' + 'data: {broken\n\n' + contentEvent('ok') + 'data:\n\n';
+    const input =
+      ': keep-alive\n\n' + 'data: not json\n\n' + 'data: {broken\n\n' + contentEvent('ok') + 'data:\n\n';
     const r = run(Buffer.from(input), [3], true);
     expect(r.out.toString()).toBe(input);
     expect(r.fin.deliveredText).toBe('ok');
@@ -229,7 +243,10 @@ const eventArb = (nl: string): fc.Arbitrary<string> =>
     { weight: 1, arbitrary: fc.constant(usageEvent(nl)) },
     { weight: 1, arbitrary: fc.constant(usageEvent(nl, [{ index: 0, delta: { content: 'u' } }])) },
     { weight: 1, arbitrary: fc.constant(doneEvent(nl)) },
-    { weight: 1, arbitrary: fc.string({ maxLength: 20 }).map((s) => `data: ${s.replace(/[\r\n]/g, '')}${nl}${nl}`) },
+    {
+      weight: 1,
+      arbitrary: fc.string({ maxLength: 20 }).map((s) => `data: ${s.replace(/[\r\n]/g, '')}${nl}${nl}`),
+    },
     { weight: 1, arbitrary: fc.constant(`: ping${nl}${nl}`) },
     { weight: 1, arbitrary: fc.constant(`event: x${nl}data: {"a":${nl}data: 1}${nl}${nl}`) },
   );
@@ -239,7 +256,9 @@ const streamArb = fc
   .chain(([nl, withTail, tail]) =>
     fc
       .array(eventArb(nl), { maxLength: 25 })
-      .map((events) => Buffer.from(events.join('') + (withTail ? `data: ${tail.replace(/[\r\n]/g, '')}` : ''))),
+      .map((events) =>
+        Buffer.from(events.join('') + (withTail ? `data: ${tail.replace(/[\r\n]/g, '')}` : '')),
+      ),
   );
 
 /** Reference: end of the last `\n\n` / `\n\r\n` in `buf`, or 0. */
@@ -256,7 +275,9 @@ describe('SseUsageTracker properties', () => {
   it('forwards every complete event as soon as its last byte arrives, and nothing more', () => {
     fc.assert(
       fc.property(
-        streamArb.chain((input) => fc.tuple(fc.constant(input), fc.array(fc.nat(input.length), { maxLength: 30 }))),
+        streamArb.chain((input) =>
+          fc.tuple(fc.constant(input), fc.array(fc.nat(input.length), { maxLength: 30 })),
+        ),
         ([input, cuts]) => {
           const t = new SseUsageTracker({ stripUsageChunk: false });
           let prev = 0;
@@ -303,11 +324,15 @@ describe('SseUsageTracker properties', () => {
 
   it('strips exactly the usage-only events', () => {
     fc.assert(
-      fc.property(fc.array(eventArb('\n'), { maxLength: 20 }), fc.array(fc.nat(2000), { maxLength: 10 }), (events, cuts) => {
-        const input = Buffer.from(events.join(''));
-        const expected = events.filter((e) => e !== usageEvent()).join('');
-        expect(run(input, cuts, true).out.toString()).toBe(expected);
-      }),
+      fc.property(
+        fc.array(eventArb('\n'), { maxLength: 20 }),
+        fc.array(fc.nat(2000), { maxLength: 10 }),
+        (events, cuts) => {
+          const input = Buffer.from(events.join(''));
+          const expected = events.filter((e) => e !== usageEvent()).join('');
+          expect(run(input, cuts, true).out.toString()).toBe(expected);
+        },
+      ),
     );
   });
 

@@ -77,7 +77,9 @@ describe('countTextTokens', () => {
   });
 
   it('is fast on large, tokenizer-hostile input', () => {
-    const big = Array.from({ length: 3_000_000 }, (_, i) => String.fromCharCode(33 + ((i * 7919) % 90))).join('');
+    const big = Array.from({ length: 3_000_000 }, (_, i) => String.fromCharCode(33 + ((i * 7919) % 90))).join(
+      '',
+    );
     const t0 = performance.now();
     countTextTokens('gpt-4o', big);
     expect(performance.now() - t0).toBeLessThan(50);
@@ -92,7 +94,9 @@ describe('estimatePromptTokens', () => {
     ];
     const text = countTextTokens('gpt-4o', 'You are a helpful assistant.\nHello!\nbob');
     // 3 per message + 1 for the name + 3 reply priming
-    expect(estimatePromptTokens('/v1/chat/completions', { model: 'gpt-4o', messages })).toBe(text + 3 * 2 + 1 + 3);
+    expect(estimatePromptTokens('/v1/chat/completions', { model: 'gpt-4o', messages })).toBe(
+      text + 3 * 2 + 1 + 3,
+    );
   });
 
   it('is close to the tokens OpenAI reports for a simple chat', () => {
@@ -113,13 +117,18 @@ describe('estimatePromptTokens', () => {
           role: 'user',
           content: [
             { type: 'text', text: 'What is in this image?' },
-            { type: 'image_url', image_url: { url: 'data:image/png;base64,' + 'A'.repeat(100_000), detail: 'low' } },
+            {
+              type: 'image_url',
+              image_url: { url: 'data:image/png;base64,' + 'A'.repeat(100_000), detail: 'low' },
+            },
           ],
         },
         {
           role: 'assistant',
           content: null,
-          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } }],
+          tool_calls: [
+            { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{"q":"cats"}' } },
+          ],
         },
         { role: 'tool', tool_call_id: 'call_1', content: 'Cats are mammals.' },
       ],
@@ -131,30 +140,50 @@ describe('estimatePromptTokens', () => {
     expect(n).toBeLessThan(85 + 100);
     const high = structuredClone(body);
     const part = high.messages[0]?.content;
-    if (Array.isArray(part) && part[1]) part[1] = { type: 'image_url', image_url: { url: 'https://x/y.png', detail: 'high' } };
+    if (Array.isArray(part) && part[1])
+      part[1] = { type: 'image_url', image_url: { url: 'https://x/y.png', detail: 'high' } };
     expect(estimatePromptTokens('/v1/chat/completions', high)).toBe(n - 85 + 765);
   });
 
   it('handles completions prompts: string, array, token arrays', () => {
     const one = countTextTokens('gpt-3.5-turbo-instruct', 'Say this is a test');
-    expect(estimatePromptTokens('/v1/completions', { model: 'gpt-3.5-turbo-instruct', prompt: 'Say this is a test' })).toBe(one);
     expect(
-      estimatePromptTokens('/v1/completions', { model: 'gpt-3.5-turbo-instruct', prompt: ['Say this is a test', 'x'] }),
+      estimatePromptTokens('/v1/completions', {
+        model: 'gpt-3.5-turbo-instruct',
+        prompt: 'Say this is a test',
+      }),
+    ).toBe(one);
+    expect(
+      estimatePromptTokens('/v1/completions', {
+        model: 'gpt-3.5-turbo-instruct',
+        prompt: ['Say this is a test', 'x'],
+      }),
     ).toBeGreaterThan(one);
     expect(estimatePromptTokens('/v1/completions', { model: 'davinci-002', prompt: [1, 2, 3, 4] })).toBe(4);
     expect(estimatePromptTokens('/v1/completions', { model: 'davinci-002', prompt: [[1, 2], [3]] })).toBe(3);
   });
 
   it('handles embeddings input: string, strings, tokens', () => {
-    expect(estimatePromptTokens('/v1/embeddings', { model: 'text-embedding-3-small', input: 'hello world' })).toBe(2);
-    expect(estimatePromptTokens('/v1/embeddings', { model: 'text-embedding-3-small', input: ['hello world', 'hi'] })).toBe(
-      countTextTokens('text-embedding-3-small', 'hello world\nhi'),
-    );
-    expect(estimatePromptTokens('/v1/embeddings', { model: 'text-embedding-3-small', input: [5, 6, 7] })).toBe(3);
+    expect(
+      estimatePromptTokens('/v1/embeddings', { model: 'text-embedding-3-small', input: 'hello world' }),
+    ).toBe(2);
+    expect(
+      estimatePromptTokens('/v1/embeddings', {
+        model: 'text-embedding-3-small',
+        input: ['hello world', 'hi'],
+      }),
+    ).toBe(countTextTokens('text-embedding-3-small', 'hello world\nhi'));
+    expect(
+      estimatePromptTokens('/v1/embeddings', { model: 'text-embedding-3-small', input: [5, 6, 7] }),
+    ).toBe(3);
   });
 
   it('handles the responses API: instructions + string or item input', () => {
-    const s = estimatePromptTokens('/v1/responses', { model: 'gpt-5', instructions: 'Be brief.', input: 'hello world' });
+    const s = estimatePromptTokens('/v1/responses', {
+      model: 'gpt-5',
+      instructions: 'Be brief.',
+      input: 'hello world',
+    });
     expect(s).toBe(countTextTokens('gpt-5', 'Be brief.\nhello world'));
     const items = estimatePromptTokens('/v1/responses', {
       model: 'gpt-5',
@@ -169,11 +198,15 @@ describe('estimatePromptTokens', () => {
   });
 
   it('ignores query strings and returns 0 for garbage bodies', () => {
-    expect(estimatePromptTokens('/v1/embeddings?x=1', { model: 'text-embedding-3-small', input: 'hello world' })).toBe(2);
+    expect(
+      estimatePromptTokens('/v1/embeddings?x=1', { model: 'text-embedding-3-small', input: 'hello world' }),
+    ).toBe(2);
     expect(estimatePromptTokens('/v1/chat/completions', null)).toBe(0);
     expect(estimatePromptTokens('/v1/chat/completions', 'text')).toBe(0);
     expect(estimatePromptTokens('/v1/chat/completions', { messages: 'nope' })).toBe(0);
-    expect(estimatePromptTokens('/v1/chat/completions', { messages: [null, 5, { content: { deep: 1 } }] })).toBe(12);
+    expect(
+      estimatePromptTokens('/v1/chat/completions', { messages: [null, 5, { content: { deep: 1 } }] }),
+    ).toBe(12);
   });
 
   it('survives deeply nested content', () => {
@@ -183,7 +216,9 @@ describe('estimatePromptTokens', () => {
   });
 
   it('falls back to the length estimate for huge prompts, and stays fast', () => {
-    const chunk = Array.from({ length: 50_000 }, (_, i) => String.fromCharCode(33 + ((i * 31) % 90))).join('');
+    const chunk = Array.from({ length: 50_000 }, (_, i) => String.fromCharCode(33 + ((i * 31) % 90))).join(
+      '',
+    );
     const messages = Array.from({ length: 40 }, () => ({ role: 'user', content: chunk }));
     const t0 = performance.now();
     const n = estimatePromptTokens('/v1/chat/completions', { model: 'gpt-4o', messages });

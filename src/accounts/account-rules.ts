@@ -1,0 +1,126 @@
+/**
+ * Pure rules of the sub-account API: what a valid Name or E-mail looks like, and how the IP and
+ * model whitelists change under `AllowIPs`/`DenyIPs`/`AllowModels`/`DenyModels` (spec §4.6).
+ * No state, no clock: the account service applies the results.
+ */
+import { isValidIpEntry } from './ip-matcher.js';
+
+/** 4–63 characters of letters, digits, `_`, `-`, `.`, with at least one letter (XAI rule). */
+export function nameProblem(name: string): string | undefined {
+  if (name.length < 4 || name.length > 63) return 'Name must be 4 to 63 characters long.';
+  if (!/^[A-Za-z0-9_.-]+$/.test(name))
+    return 'Name may only contain letters, digits, "_", "-" and ".".';
+  if (!/[A-Za-z]/.test(name)) return 'Name must contain at least one letter.';
+  return undefined;
+}
+
+/** A deliberately simple address check: one `@`, no spaces, a dot in the domain, ≤ 254 chars. */
+export function isValidEmail(email: string): boolean {
+  return email.length <= 254 && /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/.test(email);
+}
+
+/** Model names: non-empty, printable, no spaces, at most 200 characters. */
+export function isValidModelName(model: string): boolean {
+  return model.length > 0 && model.length <= 200 && /^[\x21-\x7e]+$/.test(model);
+}
+
+/** The only address that may call when `DenyIPs` is `"*"` (spec §4.6: effectively blocked). */
+export const LOCALHOST_ONLY: readonly string[] = ['127.0.0.1'];
+
+export type ListChange<T> = { ok: true; value: T } | { ok: false; field: string; message: string };
+
+function dedupe(list: readonly string[]): string[] {
+  return [...new Set(list)];
+}
+
+function starProblem(field: string, entries: readonly string[]): ListChange<never> | undefined {
+  if (entries.includes('*') && entries.length > 1)
+    return { ok: false, field, message: `${field}: "*" must be given alone.` };
+  return undefined;
+}
+
+/**
+ * New IP whitelist (null = any address). `AllowIPs` adds entries (`"*"` = unrestricted); `DenyIPs`
+ * removes entries (`"*"` = only 127.0.0.1). Allow is applied before Deny. Removing from an
+ * unrestricted list cannot be expressed by a whitelist and is refused rather than ignored.
+ */
+export function changeIps(
+  current: readonly string[] | null,
+  allow: readonly string[] | undefined,
+  deny: readonly string[] | undefined,
+): ListChange<string[] | null> {
+  let list: string[] | null = current === null ? null : [...current];
+  if (allow !== undefined && allow.length > 0) {
+    const bad = starProblem('AllowIPs', allow);
+    if (bad !== undefined) return bad;
+    const invalid = allow.find((e) => e !== '*' && !isValidIpEntry(e));
+    if (invalid !== undefined)
+      return { ok: false, field: 'AllowIPs', message: `AllowIPs: "${invalid}" is not an IP address or CIDR.` };
+    list = allow[0] === '*' ? null : dedupe([...(list ?? []), ...allow]);
+  }
+  if (deny !== undefined && deny.length > 0) {
+    const bad = starProblem('DenyIPs', deny);
+    if (bad !== undefined) return bad;
+    if (deny[0] === '*') return { ok: true, value: [...LOCALHOST_ONLY] };
+    const invalid = deny.find((e) => !isValidIpEntry(e));
+    if (invalid !== undefined)
+      return { ok: false, field: 'DenyIPs', message: `DenyIPs: "${invalid}" is not an IP address or CIDR.` };
+    if (list === null) {
+      return {
+        ok: false,
+        field: 'DenyIPs',
+        message: 'DenyIPs removes entries from the IP whitelist, but this account allows every address; set AllowIPs first.',
+      };
+    }
+    list = list.filter((e) => !deny.includes(e));
+  }
+  return { ok: true, value: list };
+}
+
+/**
+ * New model whitelist (null = every model). `AllowModels` adds (`"*"` = unrestricted), `DenyModels`
+ * removes (`"*"` = nothing allowed). `ceiling` is the caller's own whitelist: an account cannot hand
+ * out models it may not use itself, so with a ceiling `"*"` means "the caller's models" and any
+ * model outside it is refused.
+ */
+export function changeModels(
+  current: ReadonlySet<string> | null,
+  allow: readonly string[] | undefined,
+  deny: readonly string[] | undefined,
+  ceiling: ReadonlySet<string> | null,
+): ListChange<Set<string> | null> {
+  let set: Set<string> | null = current === null ? null : new Set(current);
+  if (allow !== undefined && allow.length > 0) {
+    const bad = starProblem('AllowModels', allow);
+    if (bad !== undefined) return bad;
+    const invalid = allow.find((m) => m !== '*' && !isValidModelName(m));
+    if (invalid !== undefined)
+      return { ok: false, field: 'AllowModels', message: `AllowModels: "${invalid}" is not a model name.` };
+    if (ceiling !== null) {
+      const outside = allow.find((m) => m !== '*' && !ceiling.has(m));
+      if (outside !== undefined) {
+        return {
+          ok: false,
+          field: 'AllowModels',
+          message: `AllowModels: "${outside}" is not allowed for your own key, so you cannot allow it.`,
+        };
+      }
+    }
+    if (allow[0] === '*') set = ceiling === null ? null : new Set(ceiling);
+    else set = new Set([...(set ?? []), ...allow]);
+  }
+  if (deny !== undefined && deny.length > 0) {
+    const bad = starProblem('DenyModels', deny);
+    if (bad !== undefined) return bad;
+    if (deny[0] === '*') return { ok: true, value: new Set() };
+    if (set === null) {
+      return {
+        ok: false,
+        field: 'DenyModels',
+        message: 'DenyModels removes models from the whitelist, but this account may use every model; set AllowModels first.',
+      };
+    }
+    for (const m of deny) set.delete(m);
+  }
+  return { ok: true, value: set };
+}

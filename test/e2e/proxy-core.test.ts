@@ -1,0 +1,162 @@
+// End-to-end: the OpenAI surface through the gateway with the official SDK, against the mock upstream.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { toFile } from 'openai';
+import { startMockUpstream, mockSpeechBytes, type MockUpstream } from '../support/mock-upstream.js';
+import { startGateway, call, type TestGateway } from '../support/gateway.js';
+
+const K1 = 'sk-upstream-core-aaaaaaaaaaaaaaaa0001';
+const K2 = 'sk-upstream-core-bbbbbbbbbbbbbbbb0002';
+let mock: MockUpstream;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  mock = await startMockUpstream();
+  gw = await startGateway({ OPENAI_API_BASE: mock.url, INIT_KEYS: `${K1},${K2}` });
+});
+afterAll(async () => {
+  await gw.stop();
+  await mock.close();
+});
+beforeEach(() => mock.reset());
+
+describe('OpenAI surface through the SDK', () => {
+  it('answers chat completions with usage', async () => {
+    const r = await gw
+      .client()
+      .chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hello there' }],
+      });
+    expect(r.object).toBe('chat.completion');
+    expect(r.usage?.total_tokens).toBeGreaterThan(0);
+    expect(mock.requests).toHaveLength(1);
+    expect([K1, K2]).toContain(mock.requests[0]?.key);
+  });
+
+  it('streams chat completions chunk by chunk and strips the usage chunk it asked for', async () => {
+    mock.setStream({ chunks: 8, content: 'one two three four five six seven eight' });
+    const stream = await gw.client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'count' }],
+      stream: true,
+    });
+    const chunks = [];
+    for await (const c of stream) chunks.push(c);
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    expect(text.split(/\s+/).filter(Boolean)).toHaveLength(8);
+    expect(chunks.every((c) => c.choices.length > 0)).toBe(true);
+    const sent = JSON.parse(mock.requests[0]?.body.toString() ?? '{}') as {
+      stream_options?: { include_usage?: boolean };
+    };
+    expect(sent.stream_options?.include_usage).toBe(true);
+  });
+
+  it('keeps the usage chunk when the client asked for it', async () => {
+    const stream = await gw.client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'count' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let usage;
+    for await (const c of stream) if (c.usage) usage = c.usage;
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('creates embeddings', async () => {
+    const r = await gw.client().embeddings.create({ model: 'text-embedding-3-small', input: 'abc' });
+    expect(r.data[0]?.embedding).toHaveLength(8);
+  });
+
+  it('uploads audio as multipart, byte for byte', async () => {
+    const audio = Buffer.alloc(50_000, 7);
+    const r = await gw
+      .client()
+      .audio.transcriptions.create({ model: 'whisper-1', file: await toFile(audio, 'clip.mp3') });
+    expect(r.text).toContain('50000 bytes');
+    expect(r.text).toContain('clip.mp3');
+  });
+
+  it('downloads binary speech unchanged', async () => {
+    const r = await gw.client().audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Hello world' });
+    const bytes = Buffer.from(await r.arrayBuffer());
+    expect(bytes.equals(mockSpeechBytes('Hello world'))).toBe(true);
+  });
+
+  it('lists models', async () => {
+    const page = await gw.client().models.list();
+    expect(page.data.length).toBeGreaterThan(0);
+  });
+
+  it('forwards unknown /v1 paths with their query', async () => {
+    const r = await call(gw, '/v1/some/new/thing?x=1');
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { echo: { path: string; query: string } };
+    expect(body.echo.path).toBe('/v1/some/new/thing');
+    expect(body.echo.query).toBe('x=1');
+  });
+
+  it('accepts the bare key form of Authorization on /v1', async () => {
+    const r = await call(gw, '/v1/models', { raw: true });
+    expect(r.status).toBe(200);
+  });
+});
+
+describe('headers', () => {
+  it('sends only allow-listed headers upstream, with the pool key', async () => {
+    const r = await call(gw, '/v1/chat/completions', {
+      body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] },
+      headers: {
+        cookie: 'session=secret',
+        'x-forwarded-host': 'evil.example',
+        forwarded: 'host=evil.example',
+        'openai-organization': 'org-client',
+        'openai-beta': 'assistants=v2',
+      },
+    });
+    expect(r.status).toBe(200);
+    const h = mock.requests[0]?.headers ?? {};
+    expect(h['authorization']).toMatch(/^Bearer sk-upstream-core-/);
+    expect(h['cookie']).toBeUndefined();
+    expect(h['x-forwarded-host']).toBeUndefined();
+    expect(h['forwarded']).toBeUndefined();
+    expect(h['openai-organization']).toBeUndefined();
+    expect(h['openai-beta']).toBe('assistants=v2');
+    expect(h['host']).toBe(new URL(mock.url).host);
+  });
+
+  it('does not pass upstream organisation or rate-limit headers back', async () => {
+    mock.setDefault({
+      kind: 'status',
+      status: 200,
+      body: { ok: true },
+      headers: {
+        'openai-organization': 'org-secret',
+        'x-ratelimit-remaining-tokens': '5',
+        'set-cookie': 'a=b',
+      },
+    });
+    const r = await call(gw, '/v1/anything', { body: {} });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('openai-organization')).toBeNull();
+    expect(r.headers.get('x-ratelimit-remaining-tokens')).toBeNull();
+    expect(r.headers.get('set-cookie')).toBeNull();
+    expect(r.headers.get('x-request-id')).toMatch(/^req_/);
+  });
+});
+
+describe('operations', () => {
+  it('reports liveness and readiness', async () => {
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${gw.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ store: true, upstream_keys: true });
+  });
+
+  it('exposes Prometheus metrics without keys', async () => {
+    await gw.client().models.list();
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(text).toContain('proxyxai_upstream_attempts_total');
+    expect(text).not.toContain('sk-');
+  });
+});
