@@ -8,8 +8,7 @@ import { isValidIpEntry } from './ip-matcher.js';
 /** 4–63 characters of letters, digits, `_`, `-`, `.`, with at least one letter (XAI rule). */
 export function nameProblem(name: string): string | undefined {
   if (name.length < 4 || name.length > 63) return 'Name must be 4 to 63 characters long.';
-  if (!/^[A-Za-z0-9_.-]+$/.test(name))
-    return 'Name may only contain letters, digits, "_", "-" and ".".';
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) return 'Name may only contain letters, digits, "_", "-" and ".".';
   if (!/[A-Za-z]/.test(name)) return 'Name must contain at least one letter.';
   return undefined;
 }
@@ -55,7 +54,11 @@ export function changeIps(
     if (bad !== undefined) return bad;
     const invalid = allow.find((e) => e !== '*' && !isValidIpEntry(e));
     if (invalid !== undefined)
-      return { ok: false, field: 'AllowIPs', message: `AllowIPs: "${invalid}" is not an IP address or CIDR.` };
+      return {
+        ok: false,
+        field: 'AllowIPs',
+        message: `AllowIPs: "${invalid}" is not an IP address or CIDR.`,
+      };
     list = allow[0] === '*' ? null : dedupe([...(list ?? []), ...allow]);
   }
   if (deny !== undefined && deny.length > 0) {
@@ -69,7 +72,8 @@ export function changeIps(
       return {
         ok: false,
         field: 'DenyIPs',
-        message: 'DenyIPs removes entries from the IP whitelist, but this account allows every address; set AllowIPs first.',
+        message:
+          'DenyIPs removes entries from the IP whitelist, but this account allows every address; set AllowIPs first.',
       };
     }
     list = list.filter((e) => !deny.includes(e));
@@ -117,7 +121,8 @@ export function changeModels(
       return {
         ok: false,
         field: 'DenyModels',
-        message: 'DenyModels removes models from the whitelist, but this account may use every model; set AllowModels first.',
+        message:
+          'DenyModels removes models from the whitelist, but this account may use every model; set AllowModels first.',
       };
     }
     for (const m of deny) set.delete(m);

@@ -179,7 +179,11 @@ export function createChild(
   }
   const rates = input.rates ?? parent.rates;
   if (rates < parent.rates) {
-    return fail('invalid_value', `Rates must be at least your own Rates (${ratesToNumber(parent.rates)}).`, 'Rates');
+    return fail(
+      'invalid_value',
+      `Rates must be at least your own Rates (${ratesToNumber(parent.rates)}).`,
+      'Rates',
+    );
   }
   if (registry.findByName(input.name) !== undefined)
     return fail('duplicate', `The name "${input.name}" is already taken.`, 'Name');

@@ -1,19 +1,207 @@
-/** /x-users and /x-dna — the sub-account API (placeholder until implemented). */
+/**
+ * /x-users and /x-dna — the sub-account API (spec §3.3–3.7). This file only routes, parses and
+ * serialises; the rules live in `accounts/account-service.ts` and `accounts/account-update.ts`.
+ *
+ * Every mutating call runs its checks and memory changes synchronously after the body is read (no
+ * await in between, so concurrent calls cannot race past a balance), then waits for the state
+ * writer's flush, so an answered admin change is durable.
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Account } from '../accounts/account.js';
+import {
+  chargeListingFee,
+  checkApiAccess,
+  createChild,
+  inScope,
+  removeChild,
+  resolveTarget,
+  type Scope,
+} from '../accounts/account-service.js';
+import { updateAccount } from '../accounts/account-update.js';
+import { notifyNewKey } from '../accounts/notifications.js';
 import { GatewayError } from '../errors/catalogue.js';
+import { sendJson } from '../http/send-json.js';
+import { readJsonObject, type JsonObject } from './json-body.js';
+import { createdJson, deletedJson, updatedJson, userJson } from './user-json.js';
+import { parseCreate, parseUpdate } from './users-input.js';
 import type { UsersDeps } from './users-deps.js';
 
 export type { UsersDeps } from './users-deps.js';
 
-export function handleUsers(
-  _deps: UsersDeps,
-  _caller: Account,
-  _req: IncomingMessage,
-  _res: ServerResponse,
-  _kind: 'x-users' | 'x-dna',
-  _ident: string,
-  _url: string,
+/** Rows per page: the default is the maximum, so a client unaware of paging gets everything it can. */
+export const MAX_PAGE_SIZE = 1000;
+
+export async function handleUsers(
+  deps: UsersDeps,
+  caller: Account,
+  req: IncomingMessage,
+  res: ServerResponse,
+  kind: 'x-users' | 'x-dna',
+  ident: string,
+  url: string,
 ): Promise<void> {
-  return Promise.reject(new GatewayError('not_found'));
+  const method = req.method ?? 'GET';
+  const allowed = kind === 'x-dna' ? ['GET'] : ident === '' ? ['GET', 'POST'] : ['GET', 'PUT', 'DELETE'];
+  if (!allowed.includes(method)) {
+    throw new GatewayError(
+      'method_not_allowed',
+      `${method} is not allowed on /${kind}${ident === '' ? '' : '/{ident}'}.`,
+      null,
+      {
+        allow: allowed.join(', '),
+      },
+    );
+  }
+  const denied = checkApiAccess(deps, caller, deps.clock());
+  if (denied !== undefined) throw denied.error;
+  const query = new URL(url, 'http://localhost').searchParams;
+  if (method === 'GET')
+    return read(deps, caller, res, kind === 'x-dna' ? 'descendant' : 'child', ident, query);
+  if (method === 'DELETE') return remove(deps, caller, res, ident);
+  const body = await readBody(req, res);
+  if (body === undefined) return;
+  if (method === 'POST') return create(deps, caller, res, body);
+  return update(deps, caller, res, ident, body);
+}
+
+async function readBody(req: IncomingMessage, res: ServerResponse): Promise<JsonObject | undefined> {
+  const body = await readJsonObject(req, res);
+  if (body.ok) return body.body;
+  if (!body.answered) throw body.error;
+  return undefined;
+}
+
+/** Waits until the queued changes are durable; a failed write is retried by the writer. */
+async function persist(deps: UsersDeps): Promise<void> {
+  try {
+    await deps.writer.flush();
+  } catch (err: unknown) {
+    deps.log.error({ err }, 'could not persist an account change');
+    throw new GatewayError(
+      'internal',
+      'The change was applied but could not be saved yet; the gateway keeps retrying. Check the account before repeating the call.',
+    );
+  }
+}
+
+async function create(
+  deps: UsersDeps,
+  caller: Account,
+  res: ServerResponse,
+  body: JsonObject,
+): Promise<void> {
+  const input = parseCreate(body);
+  const now = deps.clock();
+  const r = createChild(deps, caller, input, now);
+  if (!r.ok) throw r.error;
+  await persist(deps);
+  notifyNewKey(deps.mailer, r.child, r.key, deps.config.serviceName, deps.log);
+  sendJson(res, 200, createdJson(caller, r.child, r.key, deps.clock()));
+}
+
+async function update(
+  deps: UsersDeps,
+  caller: Account,
+  res: ServerResponse,
+  ident: string,
+  body: JsonObject,
+): Promise<void> {
+  const input = parseUpdate(body);
+  const now = deps.clock();
+  const t = resolveTarget(deps.registry, caller, ident, 'update');
+  if (!t.ok) throw t.error;
+  const r = updateAccount(deps, caller, t.target, input, now);
+  if (!r.ok) throw r.error;
+  await persist(deps);
+  sendJson(res, 200, updatedJson(caller, t.target, r.changed, deps.clock()));
+}
+
+async function remove(deps: UsersDeps, caller: Account, res: ServerResponse, ident: string): Promise<void> {
+  const now = deps.clock();
+  const t = resolveTarget(deps.registry, caller, ident, 'delete');
+  if (!t.ok) throw t.error;
+  const r = removeChild(deps, caller, t.target, now);
+  if (!r.ok) throw r.error;
+  await persist(deps);
+  sendJson(res, 200, deletedJson(caller, t.target, deps.clock()));
+}
+
+/** One account by path ident or `?id=`/`?name=`/`?email=`, or a page of the listing. */
+async function read(
+  deps: UsersDeps,
+  caller: Account,
+  res: ServerResponse,
+  scope: Scope,
+  ident: string,
+  query: URLSearchParams,
+): Promise<void> {
+  const lookup = findOne(deps, ident, query);
+  if (lookup.specific) {
+    const a = lookup.account;
+    if (a === undefined || a === caller || !inScope(deps.registry, caller, a, scope)) {
+      throw new GatewayError(
+        'account_not_found',
+        scope === 'child'
+          ? 'No such sub-account among your direct children.'
+          : 'No such account among your descendants.',
+      );
+    }
+    const now = deps.clock();
+    return sendJson(res, 200, userJson(a, now, deps.calendar.periodOf(now)));
+  }
+  const { page, size } = paging(query);
+  const now = deps.clock();
+  if (scope === 'child') {
+    const fee = chargeListingFee(deps, caller, now);
+    if (fee !== undefined) throw fee.error;
+  }
+  const all = scope === 'child' ? deps.registry.children(caller) : deps.registry.descendants(caller);
+  const rows = all.slice((page - 1) * size, page * size);
+  if (scope === 'child' && !caller.isRoot) await persist(deps);
+  const period = deps.calendar.periodOf(now);
+  sendJson(
+    res,
+    200,
+    rows.map((a) => userJson(a, now, period)),
+    {
+      'x-total-count': String(all.length),
+      'x-page': String(page),
+      'x-per-page': String(size),
+      'x-total-pages': String(Math.ceil(all.length / size)),
+    },
+  );
+}
+
+function findOne(
+  deps: UsersDeps,
+  ident: string,
+  query: URLSearchParams,
+): { specific: false } | { specific: true; account: Account | undefined } {
+  if (ident !== '') return { specific: true, account: deps.registry.resolve(ident) };
+  const id = query.get('id') ?? '';
+  const name = query.get('name') ?? '';
+  const email = query.get('email') ?? '';
+  if (id === '' && name === '' && email === '') return { specific: false };
+  if (id !== '' && !/^\d{1,15}$/.test(id))
+    throw new GatewayError('invalid_value', 'id must be a number.', 'id');
+  const found = [
+    id === '' ? null : deps.registry.get(Number(id)),
+    name === '' ? null : deps.registry.findByName(name),
+    email === '' ? null : deps.registry.findByEmail(email),
+  ].filter((a) => a !== null);
+  // Several selectors must all name the same account.
+  const first = found[0];
+  return { specific: true, account: found.every((a) => a === first) ? first : undefined };
+}
+
+function paging(query: URLSearchParams): { page: number; size: number } {
+  const int = (key: string, fallback: number, max: number): number => {
+    const raw = query.get(key);
+    if (raw === null || raw === '') return fallback;
+    if (!/^\d{1,9}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
+      throw new GatewayError('invalid_value', `${key} must be a whole number from 1 to ${max}.`, key);
+    }
+    return Number(raw);
+  };
+  return { page: int('page', 1, 1_000_000_000), size: int('size', MAX_PAGE_SIZE, MAX_PAGE_SIZE) };
 }
