@@ -1192,6 +1192,9 @@
   /* ----- wiring ----- */
 
   $('account-form').addEventListener('submit', (event) => event.preventDefault());
+  // Enter in the key field already fires 'change' (which probes the key); the form only exists so that
+  // browsers see the password field inside a form.
+  $('parent-key-form').addEventListener('submit', (event) => event.preventDefault());
   $('create-button').addEventListener('click', () => void createAccount());
   $('recharge-button').addEventListener('click', () => void rechargeAccount());
   $('update-button').addEventListener('click', () => void updateAccount());

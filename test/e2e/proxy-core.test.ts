@@ -21,12 +21,10 @@ beforeEach(() => mock.reset());
 
 describe('OpenAI surface through the SDK', () => {
   it('answers chat completions with usage', async () => {
-    const r = await gw
-      .client()
-      .chat.completions.create({
-        model: 'gpt-4o-mini',
-        messages: [{ role: 'user', content: 'hello there' }],
-      });
+    const r = await gw.client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hello there' }],
+    });
     expect(r.object).toBe('chat.completion');
     expect(r.usage?.total_tokens).toBeGreaterThan(0);
     expect(mock.requests).toHaveLength(1);

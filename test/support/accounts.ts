@@ -1,0 +1,27 @@
+/** Helpers for tests that need sub-accounts: create and update them through the real API. */
+import { expect } from 'vitest';
+import { call, type TestGateway } from './gateway.js';
+
+export async function createChild(
+  gw: TestGateway,
+  name: string,
+  credit: number,
+  extra: Record<string, unknown> = {},
+  parentKey?: string,
+): Promise<string> {
+  const r = await call(gw, '/x-users', {
+    body: { Name: name, Email: `${name}@example.com`, CreditGranted: credit, ...extra },
+    ...(parentKey !== undefined && { key: parentKey }),
+  });
+  const body = (await r.json()) as { User?: { SecretKey?: string }; error?: unknown };
+  expect(r.status, JSON.stringify(body)).toBe(200);
+  return body.User?.SecretKey ?? '';
+}
+
+export async function updateChild(
+  gw: TestGateway,
+  name: string,
+  body: Record<string, unknown>,
+): Promise<Response> {
+  return call(gw, `/x-users/${encodeURIComponent(name)}`, { method: 'PUT', body });
+}
