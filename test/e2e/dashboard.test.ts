@@ -87,8 +87,8 @@ async function createChild(
 ): Promise<{ key: string; id: number }> {
   const res = await call(gw, '/x-users', { body: { Name: name, Email: email, CreditGranted: credit } });
   if (res.status !== 404) {
-    expect(res.status).toBe(200);
     const body = await json(res);
+    expect(res.status, JSON.stringify(body)).toBe(200);
     const user = body['User'] as Json;
     return { key: user['SecretKey'] as string, id: user['ID'] as number };
   }
@@ -493,7 +493,7 @@ describe('dashboard calendar: time zone and day / month rollover', () => {
   });
 
   it('usage days and timestamps follow TZ; a new day and month start at zero', async () => {
-    const child = await createChild(gw, 'bob', 'bob@example.com', 10, now);
+    const child = await createChild(gw, 'bobby', 'bobby@example.com', 10, now);
     const cost = await chat(gw, child.key, 'Hello from Shanghai');
     let info = await json(await call(gw, '/dashboard/x_user/info', { key: child.key }));
     expect(info['daily_usage']).toEqual({ CreditUsed: microsToUsd(cost), Requests: 1 });
