@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Account } from '../accounts/account.js';
 import type { Meter, RequestEnd, Ticket } from '../billing/meter.js';
-import { GatewayError, sendError } from '../errors/catalogue.js';
+import { sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { UpstreamClient } from '../upstream/upstream-client.js';
@@ -131,8 +131,5 @@ async function deliver(
 function settleAfter(deps: ProxyDeps, ticket: Ticket, end: RequestEnd): void {
   const cost = deps.meter.settle(ticket, end);
   if (cost > 0) deps.metrics.charged.inc(cost);
-}
-
-export function noUpstreamKey(): GatewayError {
-  return new GatewayError('no_upstream_key');
+  deps.metrics.requests.inc({ kind: end.kind === 'relayed' ? end.end : end.outcome, status: String(end.status) });
 }

@@ -17,6 +17,8 @@ export type LedgerRow = Omit<LedgerTable, 'id'>;
 export type UsageRow = UsageRecordsTable;
 
 interface Snapshot {
+  /** The accounts themselves, to mark dirty again when the write fails. */
+  sources: Account[];
   accounts: AccountRow[];
   cards: Map<number, Array<Omit<Database['credit_cards'], 'id' | 'account_id'>>>;
   deleted: number[];
@@ -85,11 +87,13 @@ export class StateWriter {
       await this.write(snap);
       this.failures = 0;
     } catch (err: unknown) {
-      // Put the rows back in front so nothing settled is lost; accounts are re-snapshotted next time.
+      // Put the rows back in front so nothing settled is lost.
       this.failures++;
       this.ledger = [...snap.ledger, ...this.ledger];
       this.usage = [...snap.usage, ...this.usage];
       this.deleted = [...snap.deleted, ...this.deleted];
+      // Memory is newer than any snapshot: re-marking the accounts writes their current state next time.
+      for (const a of snap.sources) if (!this.deleted.includes(a.id)) this.dirty.set(a.id, a);
       this.log.error({ err, failures: this.failures }, 'state flush failed; will retry');
       throw err;
     }
@@ -111,7 +115,14 @@ export class StateWriter {
         })),
       );
     }
-    const snap: Snapshot = { accounts, cards, deleted: this.deleted, ledger: this.ledger, usage: this.usage };
+    const snap: Snapshot = {
+      sources: [...this.dirty.values()],
+      accounts,
+      cards,
+      deleted: this.deleted,
+      ledger: this.ledger,
+      usage: this.usage,
+    };
     this.dirty = new Map();
     this.deleted = [];
     this.ledger = [];

@@ -5,9 +5,6 @@
  * credit grants — fresh to the request, with and without the /v1 prefix.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Account } from '../../src/accounts/account.js';
-import { defaultHardLimit, defaultSoftLimit, grantCard } from '../../src/accounts/cards.js';
-import { generateAccountKey } from '../../src/keys/secrets.js';
 import { microsToUsd, RATE_ONE, usageCost } from '../../src/billing/money.js';
 import { call, removeDir, ROOT_KEY, startGateway, type TestGateway } from '../support/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
@@ -74,66 +71,18 @@ function ymd(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
 }
 
-/**
- * Creates a funded child of root. Through POST /x-users when that API answers; while it is not
- * implemented (404), the same account is set up directly in the gateway's memory and store.
- */
+/** Creates a funded child of root through POST /x-users; returns its key and id. */
 async function createChild(
   gw: TestGateway,
   name: string,
   email: string,
   credit: number,
-  now: number,
 ): Promise<{ key: string; id: number }> {
   const res = await call(gw, '/x-users', { body: { Name: name, Email: email, CreditGranted: credit } });
-  if (res.status !== 404) {
-    const body = await json(res);
-    expect(res.status, JSON.stringify(body)).toBe(200);
-    const user = body['User'] as Json;
-    return { key: user['SecretKey'] as string, id: user['ID'] as number };
-  }
-  const root = gw.app.registry.root();
-  if (root === undefined) throw new Error('no root account');
-  const key = generateAccountKey();
-  const grant = credit * 1_000_000;
-  const hardLimit = defaultHardLimit(grant);
-  const period = { day: ymd(now), month: ymd(now).slice(0, 7) };
-  const account: Account = {
-    id: gw.app.registry.allocateId(),
-    parentId: root.id,
-    isRoot: false,
-    createdAt: now,
-    name,
-    email,
-    alias: name,
-    billingEmail: null,
-    keyHash: gw.app.secrets.hash(key),
-    partialKey: key.slice(-20),
-    level: root.level,
-    rates: root.rates,
-    rateLimit: root.rateLimit,
-    childLimit: 88_888_888,
-    hardLimit,
-    softLimit: defaultSoftLimit(hardLimit),
-    status: true,
-    allowIps: null,
-    ipMatcher: null,
-    allowModels: null,
-    creditGranted: grant,
-    creditUsed: 0,
-    requests: 0,
-    cards: [grantCard(grant, now)],
-    reserved: 0,
-    day: { period: period.day, cost: 0, requests: 0 },
-    month: { period: period.month, cost: 0, requests: 0 },
-    softNoticeMonth: null,
-    updatedAt: now,
-    childIds: new Set(),
-  };
-  gw.app.registry.add(account);
-  gw.app.writer.markDirty(account);
-  await gw.app.writer.flush();
-  return { key, id: account.id };
+  const body = await json(res);
+  expect(res.status, JSON.stringify(body)).toBe(200);
+  const user = body['User'] as Json;
+  return { key: user['SecretKey'] as string, id: user['ID'] as number };
 }
 
 /** One chat completion through the SDK; returns its exact cost in micros. */
@@ -169,7 +118,7 @@ describe('dashboard read models', () => {
       INIT_KEYS: UPSTREAM_KEY,
       FLUSH_INTERVAL_MS: '60000',
     });
-    alice = await createChild(gw, 'alice', 'alice@example.com', 50, Date.now());
+    alice = await createChild(gw, 'alice', 'alice@example.com', 50);
   });
 
   afterAll(async () => {
@@ -493,7 +442,7 @@ describe('dashboard calendar: time zone and day / month rollover', () => {
   });
 
   it('usage days and timestamps follow TZ; a new day and month start at zero', async () => {
-    const child = await createChild(gw, 'bobby', 'bobby@example.com', 10, now);
+    const child = await createChild(gw, 'bobby', 'bobby@example.com', 10);
     const cost = await chat(gw, child.key, 'Hello from Shanghai');
     let info = await json(await call(gw, '/dashboard/x_user/info', { key: child.key }));
     expect(info['daily_usage']).toEqual({ CreditUsed: microsToUsd(cost), Requests: 1 });

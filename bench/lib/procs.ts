@@ -1,0 +1,177 @@
+/**
+ * Child processes of the benchmark: each server runs in its own Node process (pinned to one CPU
+ * with `taskset` when available) so its CPU time and memory can be read from /proc on its own.
+ * Everything started here — processes and temporary directories — is registered and torn down
+ * on exit, on errors and on SIGINT/SIGTERM.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly logFile: string;
+  readonly child: ChildProcess;
+  /** Resolves with the exit code (or null when killed by a signal). */
+  readonly exited: Promise<number | null>;
+}
+
+const procs = new Set<Proc>();
+const tempDirs = new Set<string>();
+
+export const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
+
+/** A temporary directory removed at exit. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Pins the current process (all its threads) to `cpu`; returns false when that is not possible. */
+export function pinSelf(cpu: number): boolean {
+  if (!hasTaskset) return false;
+  return spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)]).status === 0;
+}
+
+/** Starts `node <args>` with `env`, output appended to `logFile`, pinned to `cpu` when possible. */
+export function startNode(opts: {
+  name: string;
+  args: readonly string[];
+  env: Record<string, string>;
+  cpu: number | undefined;
+  logFile: string;
+}): Proc {
+  const fd = openSync(opts.logFile, 'a');
+  const pin = hasTaskset && opts.cpu !== undefined;
+  const cmd = pin ? 'taskset' : process.execPath;
+  const args = pin ? ['-c', String(opts.cpu), process.execPath, ...opts.args] : [...opts.args];
+  // taskset execs node in place, so the pid is the Node process itself.
+  const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`could not start ${opts.name}`);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const proc: Proc = { name: opts.name, pid: child.pid, logFile: opts.logFile, child, exited };
+  procs.add(proc);
+  void exited.then(() => procs.delete(proc));
+  return proc;
+}
+
+/** Polls `url` until it answers (any status below 500); fails when the process exits first. */
+export async function waitReady(proc: Proc, url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`${proc.name} exited during start-up:\n${logTail(proc)}`);
+    }
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      await res.arrayBuffer();
+      if (res.status < 500) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  throw new Error(`${proc.name} did not become ready within ${timeoutMs} ms:\n${logTail(proc)}`);
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function stopProc(proc: Proc, graceMs = 15_000): Promise<number | null> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return proc.child.exitCode;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), graceMs);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+export function logTail(proc: Proc, lines = 30): string {
+  try {
+    return readFileSync(proc.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** User + system CPU time of `pid` so far, in microseconds (from /proc/<pid>/stat). */
+export function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start at field 3 (state).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / CLK_TCK;
+}
+
+export interface MemInfo {
+  /** Current resident set, kB. */
+  readonly rssKb: number;
+  /** Peak resident set since start (VmHWM), kB. */
+  readonly hwmKb: number;
+}
+
+export function memInfo(pid: number): MemInfo {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+}
+
+/** Soft limit on open files of `pid` (from /proc/<pid>/limits). */
+export function openFileLimit(pid: number): number {
+  const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
+  return m === null || m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Kills whatever is still running and removes the temporary directories (synchronous). */
+function cleanupSync(): void {
+  for (const p of procs) {
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  }
+  procs.clear();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+let installed = false;
+
+/** Installs the exit / signal / crash handlers once. */
+export function installCleanup(): void {
+  if (installed) return;
+  installed = true;
+  process.on('exit', cleanupSync);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\nbench: ${sig} received, stopping child processes\n`);
+      cleanupSync();
+      process.exit(130);
+    });
+  }
+  process.on('uncaughtException', (err) => {
+    process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+    cleanupSync();
+    process.exit(1);
+  });
+}
