@@ -42,8 +42,8 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .createTable('accounts')
           .addColumn('id', 'integer', (c) => caps.autoId(c))
           .addColumn('parent_id', 'integer')
-          .addColumn('name', 'text', (c) => c.notNull().unique())
-          .addColumn('email', 'text', (c) => c.notNull().unique())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('email', 'text', (c) => c.notNull())
           .addColumn('alias', 'text', (c) => c.notNull())
           .addColumn('billing_email', 'text')
           .addColumn('key_hash', 'text', (c) => c.notNull().unique())
@@ -66,6 +66,10 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .addColumn('updated_at', big, (c) => c.notNull())
           .execute();
         await db.schema.createIndex('accounts_parent').on('accounts').column('parent_id').execute();
+        // Name and e-mail uniqueness (case-insensitive) is enforced in memory by the registry; a UNIQUE
+        // constraint here could make a batch that swaps two names fail forever, so these are plain indexes.
+        await db.schema.createIndex('accounts_name').on('accounts').column('name').execute();
+        await db.schema.createIndex('accounts_email').on('accounts').column('email').execute();
         await db.schema
           .createTable('credit_cards')
           .addColumn('id', 'integer', (c) => caps.autoId(c))

@@ -28,6 +28,8 @@ interface Snapshot {
 
 export class StateWriter {
   private dirty = new Map<number, Account>();
+  /** Ids of deleted accounts: a late settlement must not write a deleted account back. */
+  private readonly gone = new Set<number>();
   private deleted: number[] = [];
   private ledger: LedgerRow[] = [];
   private usage: UsageRow[] = [];
@@ -52,10 +54,11 @@ export class StateWriter {
   }
 
   markDirty(account: Account): void {
-    this.dirty.set(account.id, account);
+    if (!this.gone.has(account.id)) this.dirty.set(account.id, account);
   }
 
   markDeleted(account: Account): void {
+    this.gone.add(account.id);
     this.dirty.delete(account.id);
     this.deleted.push(account.id);
   }
@@ -132,6 +135,11 @@ export class StateWriter {
 
   private async write(snap: Snapshot): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
+      // Deletes first, so a name freed by a deletion can be taken by an account in the same batch.
+      for (const id of snap.deleted) {
+        await trx.deleteFrom('credit_cards').where('account_id', '=', id).execute();
+        await trx.deleteFrom('accounts').where('id', '=', id).execute();
+      }
       for (const row of snap.accounts) {
         const { id, ...rest } = row;
         await trx
@@ -147,10 +155,6 @@ export class StateWriter {
             .values(cards.map((c) => ({ ...c, account_id: id })))
             .execute();
         }
-      }
-      for (const id of snap.deleted) {
-        await trx.deleteFrom('credit_cards').where('account_id', '=', id).execute();
-        await trx.deleteFrom('accounts').where('id', '=', id).execute();
       }
       for (let i = 0; i < snap.ledger.length; i += 500) {
         await trx

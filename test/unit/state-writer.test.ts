@@ -72,3 +72,26 @@ it('writes nothing twice: a usage record per request id', async () => {
   await writer.flush();
   expect(await store.db.selectFrom('usage_records').selectAll().execute()).toHaveLength(1);
 });
+
+it('never writes a deleted account back, even when a late settlement marks it dirty', async () => {
+  const writer = new StateWriter(store.db, pino({ level: 'silent' }), { flushIntervalMs: 1000, statsInterval: 1000 });
+  const account = newRootAccount(7, 'g@example.com', 'ghost-hash', 'partial', 0, { day: '2026-01-01', month: '2026-01' });
+  writer.markDirty(account);
+  await writer.flush();
+  writer.markDeleted(account);
+  writer.markDirty(account);
+  await writer.flush();
+  expect(await store.db.selectFrom('accounts').selectAll().where('id', '=', 7).execute()).toHaveLength(0);
+});
+
+it('a batch that deletes an account and reuses its name in a new one is written', async () => {
+  const writer = new StateWriter(store.db, pino({ level: 'silent' }), { flushIntervalMs: 1000, statsInterval: 1000 });
+  const old = newRootAccount(1, 'x@example.com', 'h1', 'p', 0, { day: '2026-01-01', month: '2026-01' });
+  writer.markDirty(old);
+  await writer.flush();
+  writer.markDeleted(old);
+  writer.markDirty(newRootAccount(2, 'x@example.com', 'h2', 'p', 0, { day: '2026-01-01', month: '2026-01' }));
+  await writer.flush();
+  const rows = await store.db.selectFrom('accounts').select(['id', 'name']).execute();
+  expect(rows).toEqual([{ id: 2, name: 'root' }]);
+});
