@@ -467,6 +467,8 @@
     const tbody = section.querySelector('tbody');
     clear(tbody);
     const daily = info.daily_usage || {};
+    // The root account (extension field `unlimited`) has no metered balance or HardLimit: both are null.
+    const unlimited = info.unlimited === true || (info.balance === null && info.hard_limit === null);
     const monthly = info.monthly_usage || {};
     const badges = [];
     if (info.status === false) badges.push(el('span', { className: 'badge error' }, 'Disabled 已停用'));
@@ -508,12 +510,15 @@
         cell(2, cardsTable(info.credit_balance)),
         cell(3, [
           labelled('Used 已用', fmtMoney(info.credit_used)),
-          labelled('Balance 余额', fmtMoney(info.balance), 'strong'),
+          labelled('Balance 余额', unlimited ? 'Unlimited 无限' : fmtMoney(info.balance), 'strong'),
         ]),
         cell(4, [
           labelled('Today 今日', fmtMoney(daily.CreditUsed)),
           labelled('Month 本月', fmtMoney(monthly.CreditUsed)),
-          labelled('HardLimit 月上限', fmtMoney(info.hard_limit)),
+          labelled(
+            'HardLimit 月上限',
+            unlimited && info.hard_limit == null ? 'None 无' : fmtMoney(info.hard_limit),
+          ),
           labelled('Month / HardLimit', pct(monthly.CreditUsed, info.hard_limit)),
           usageMeter(monthly.CreditUsed, info.hard_limit),
         ]),
@@ -648,6 +653,20 @@
         );
       }
     });
+    if (!(values[peak] > 0)) {
+      chart.appendChild(
+        svg(
+          'text',
+          {
+            class: 'axis empty-note',
+            x: pad.left + plotW / 2,
+            y: pad.top + plotH / 2,
+            'text-anchor': 'middle',
+          },
+          'No spend this month yet 本月暂无消费',
+        ),
+      );
+    }
     clear(holder);
     holder.appendChild(chart);
   }

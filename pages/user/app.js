@@ -380,6 +380,8 @@
   }
 
   function formatValue(key, value) {
+    // The root account's balance is not metered: the API reports it as null.
+    if (value === null && key === 'Balance') return 'Unlimited 无限';
     if (value == null) return el('span', { className: 'muted' }, '—');
     if ((key === 'CreditBalance' || key === 'credit_balance') && Array.isArray(value))
       return cardsTable(value, key);
@@ -554,15 +556,17 @@
 
   function parentSummary(parent) {
     if (!parent || typeof parent !== 'object') return null;
-    const balance = num(parent.Balance) ?? sumCards(parent.CreditBalance);
+    const balance = parent.Balance === null ? null : (num(parent.Balance) ?? sumCards(parent.CreditBalance));
+    const balanceText =
+      parent.Balance === null
+        ? ': balance unlimited 无限'
+        : balance !== null
+          ? ': balance ' + fmtMoney(balance)
+          : '';
     return el(
       'details',
       { className: 'result-details', id: 'parent-details' },
-      el(
-        'summary',
-        { id: 'parent-details-toggle' },
-        'Your account 你的账户' + (balance !== null ? ': balance ' + fmtMoney(balance) : ''),
-      ),
+      el('summary', { id: 'parent-details-toggle' }, 'Your account 你的账户' + balanceText),
       kvTable(parent, null, 'parent-table'),
     );
   }
