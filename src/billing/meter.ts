@@ -28,7 +28,8 @@ export interface Ticket {
   readonly path: string;
   readonly model: string;
   readonly price: ModelPrice | undefined;
-  readonly promptEstimate: number;
+  /** The parsed request, kept so the tokenizer runs only when upstream sends no usage. */
+  readonly json: Record<string, unknown> | undefined;
   readonly extras: WorstCaseExtras;
   readonly reserved: Micros;
   settled: boolean;
@@ -88,17 +89,15 @@ export class Meter {
     }
     let price: ModelPrice | undefined;
     let reserve = 0;
-    let promptEstimate = 0;
     let extras: WorstCaseExtras = {};
     if (model !== '') {
       price = this.prices.lookup(model);
       if (price === undefined) {
         return refuse('unknown_model', `The model "${model}" has no price on this gateway.`, 'model');
       }
-      promptEstimate = req.json === undefined ? 0 : estimatePromptTokens(path, req.json);
       extras = requestExtras(path, req);
       const maxOut = req.json === undefined ? 0 : maxOutputTokens(req.json, this.opts.maxOutputTokensCap);
-      reserve = worstCaseCost(price, promptEstimate, maxOut, account.rates, extras);
+      reserve = worstCaseCost(price, promptBound(path, req), maxOut, account.rates, extras);
       if (!account.isRoot) {
         if (reserve > available) return refuse('insufficient_balance');
         if (account.month.cost + account.reserved + reserve > account.hardLimit)
@@ -131,7 +130,7 @@ export class Meter {
         path,
         model,
         price,
-        promptEstimate,
+        json: req.json,
         extras,
         reserved: reserve,
         settled: false,
@@ -221,9 +220,10 @@ export class Meter {
       return { usage: { ...ticketExtrasUsage(ticket), ...end.usage }, source: 'upstream' };
     }
     const completion = end.deliveredText === '' ? 0 : countTextTokens(ticket.model, end.deliveredText);
+    const prompt = ticket.json === undefined ? 0 : estimatePromptTokens(ticket.path, ticket.json);
     return {
       usage: {
-        promptTokens: ticket.promptEstimate,
+        promptTokens: prompt,
         cachedTokens: 0,
         completionTokens: completion,
         ...ticketExtrasUsage(ticket),
@@ -239,6 +239,31 @@ function ticketExtrasUsage(ticket: Ticket): Partial<Usage> {
   if (ticket.extras.audioSeconds !== undefined) out.audioSeconds = ticket.extras.audioSeconds;
   if (ticket.extras.characters !== undefined) out.characters = ticket.extras.characters;
   return out;
+}
+
+const NON_TEXT_INPUTS = [
+  '"image_url"',
+  '"input_image"',
+  '"input_audio"',
+  '"input_file"',
+  '"file_data"',
+  '"file_id"',
+].map((m) => Buffer.from(m));
+
+/**
+ * An upper bound of the prompt's tokens for the reservation, without tokenizing on the hot path:
+ * every text token is at least one byte of the JSON body (escapes only make the body longer), so
+ * the body length bounds text prompts. Images, audio and files can cost more tokens than their
+ * bytes in the body (an image URL), so only such bodies get the structural estimate.
+ */
+function promptBound(path: string, req: ParsedRequest): number {
+  const body = req.body;
+  if (body === undefined || req.json === undefined) return 0;
+  const bytes = body.length;
+  for (const marker of NON_TEXT_INPUTS) {
+    if (body.includes(marker)) return Math.max(bytes, estimatePromptTokens(path, req.json));
+  }
+  return bytes;
 }
 
 /** Quantities priced per unit that are known from the request itself. */

@@ -97,14 +97,30 @@ export function parseRequest(
       (opts as Record<string, unknown>)['include_usage'] === true;
     if (!wants) {
       // Ask upstream for the usage chunk so the stream is billed from upstream's own count.
-      const streamOptions =
-        typeof opts === 'object' && opts !== null ? { ...(opts as Record<string, unknown>) } : {};
-      streamOptions['include_usage'] = true;
-      body = Buffer.from(JSON.stringify({ ...json, stream_options: streamOptions }));
+      body = withIncludeUsage(raw, json, opts);
       stripUsageChunk = true;
     }
   }
   return { ok: true, req: { model: modelValue, stream, json, body, stripUsageChunk, multipart: false } };
+}
+
+const INCLUDE_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
+
+/**
+ * The body with `stream_options.include_usage` set. When the client sent no `stream_options`, the
+ * member is spliced in right after the opening brace (the object has at least `stream`, so the
+ * comma is always valid) instead of re-serialising a possibly large body.
+ */
+function withIncludeUsage(raw: Buffer, json: Record<string, unknown>, opts: unknown): Buffer {
+  if (opts === undefined) {
+    const brace = raw.indexOf(0x7b);
+    if (brace >= 0)
+      return Buffer.concat([raw.subarray(0, brace + 1), INCLUDE_USAGE, raw.subarray(brace + 1)]);
+  }
+  const streamOptions =
+    typeof opts === 'object' && opts !== null ? { ...(opts as Record<string, unknown>) } : {};
+  streamOptions['include_usage'] = true;
+  return Buffer.from(JSON.stringify({ ...json, stream_options: streamOptions }));
 }
 
 /** Reads a small text field (e.g. `model`) out of a multipart body without parsing the files. */

@@ -20,7 +20,7 @@ beforeAll(async () => {
   gw = await startGateway({
     OPENAI_API_BASE: mock.url,
     INIT_KEYS: `${K1},${K2}`,
-    DEFAULT_MODEL_PRICE: '1000,1000',
+    DEFAULT_MODEL_PRICE: '200,200',
   });
 });
 afterAll(async () => {
@@ -156,8 +156,9 @@ describe('charges', () => {
 
 describe('concurrency cannot overspend', () => {
   it('1,000 concurrent requests against a balance that affords 100: never below zero, exact to the micro', async () => {
-    // DEFAULT_MODEL_PRICE prices "pricey-model" at $1000/1M tokens; max_tokens 10 → ~$0.02 reserved each,
-    // so the $2 spendable above the $1 floor affords about 100 at a time.
+    // DEFAULT_MODEL_PRICE prices "pricey-model" at $200/1M tokens. The reservation bounds the prompt by
+    // the body's ~85 bytes, plus max_tokens 10: ~$0.019 each, so the $2 spendable above the $1 floor
+    // affords about 100 at a time.
     const key = await createChild(gw, 'crowd', 3);
     mock.setDefault({ kind: 'slow', delayMs: 150 });
     const body = JSON.stringify({
@@ -270,10 +271,12 @@ describe('gates', () => {
 
   it('the monthly HardLimit stops calls with 402', async () => {
     const key = await createChild(gw, 'capped', 50);
-    expect((await updateChild(gw, 'capped', { HardLimit: 0.03, SoftLimit: 0.01 })).status).toBe(200);
+    expect((await updateChild(gw, 'capped', { HardLimit: 0.05, SoftLimit: 0.01 })).status).toBe(200);
+    // Each answer has 100 completion tokens ($0.02); the worst case with max_tokens 150 is ~$0.049.
+    mock.setStream({ content: Array.from({ length: 100 }, (_, i) => `w${i}`).join(' ') });
     const body = JSON.stringify({
       model: 'pricey-model',
-      max_tokens: 5,
+      max_tokens: 150,
       messages: [{ role: 'user', content: 'hi' }],
     });
     const statuses: number[] = [];
@@ -285,8 +288,10 @@ describe('gates', () => {
       });
       statuses.push(r.status);
     }
-    expect(statuses).toContain(402);
-    expect(account('capped').month.cost).toBeLessThanOrEqual(30_000);
+    expect(statuses[0]).toBe(200);
+    expect(statuses.slice(1).every((s) => s === 402)).toBe(true);
+    expect(account('capped').month.cost).toBeGreaterThan(0);
+    expect(account('capped').month.cost).toBeLessThanOrEqual(50_000);
   });
 
   it('RateLimit RPM gives 429 with Retry-After and x-ratelimit headers, exactly under concurrency', async () => {
