@@ -41,6 +41,7 @@ export interface Config {
   readonly upstreamConnectTimeoutMs: number;
   /** Max silence while streaming a response body before the upstream is considered dead. */
   readonly upstreamIdleTimeoutMs: number;
+  /** Upper bound of open upstream connections; 0 = unbounded (each concurrent stream needs one). */
   readonly upstreamConnections: number;
   readonly drainTimeoutMs: number;
   readonly maxBodyBytes: number;
@@ -198,7 +199,7 @@ export function loadConfig(env: Env): Config {
     upstreamAttemptTimeoutMs: int('UPSTREAM_ATTEMPT_TIMEOUT_MS', 300_000, 50, 3_600_000),
     upstreamConnectTimeoutMs: int('UPSTREAM_CONNECT_TIMEOUT_MS', 10_000, 50, 120_000),
     upstreamIdleTimeoutMs: int('UPSTREAM_IDLE_TIMEOUT_MS', 300_000, 100, 3_600_000),
-    upstreamConnections: int('UPSTREAM_CONNECTIONS', 256, 1, 100_000),
+    upstreamConnections: int('UPSTREAM_CONNECTIONS', 0, 0, 1_000_000),
     drainTimeoutMs: int('DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000),
     maxBodyBytes: Math.round(num('MAX_BODY_MB', 32, 0.001, 1024) * 1024 * 1024),
     maxUploadBytes: Math.round(num('MAX_UPLOAD_MB', 100, 0.001, 4096) * 1024 * 1024),

@@ -33,7 +33,9 @@ export class UpstreamClient {
     opts: { connectTimeoutMs: number; idleTimeoutMs: number; connections: number },
   ) {
     this.pool = new Pool(origin, {
-      connections: opts.connections,
+      // Unbounded by default: every concurrent stream holds its own HTTP/1.1 connection, and a cap
+      // would queue streams behind each other.
+      connections: opts.connections === 0 ? null : opts.connections,
       connect: { timeout: opts.connectTimeoutMs },
       bodyTimeout: opts.idleTimeoutMs,
       keepAliveTimeout: 30_000,
