@@ -130,12 +130,6 @@ export const ERRORS = {
     code: 'request_too_large',
     message: 'The request body is too large.',
   },
-  unsupported_media_type: {
-    status: 415,
-    type: 'invalid_request_error',
-    code: 'unsupported_media_type',
-    message: 'Unsupported content type.',
-  },
   rate_limited: {
     status: 429,
     type: 'requests',
@@ -154,23 +148,11 @@ export const ERRORS = {
     code: 'upstream_unreachable',
     message: 'The upstream API could not be reached.',
   },
-  upstream_bad_response: {
-    status: 502,
-    type: 'server_error',
-    code: 'upstream_bad_response',
-    message: 'The upstream API answered with an invalid response.',
-  },
   no_upstream_key: {
     status: 503,
     type: 'server_error',
     code: 'no_upstream_key',
     message: 'No upstream API key is available right now.',
-  },
-  shutting_down: {
-    status: 503,
-    type: 'server_error',
-    code: 'shutting_down',
-    message: 'The gateway is shutting down.',
   },
   upstream_timeout: {
     status: 504,

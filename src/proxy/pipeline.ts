@@ -43,6 +43,7 @@ export interface ProxyCall {
 
 export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<void> {
   const { req, res, requestId } = call;
+  const started = performance.now();
   const multipart = (req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/');
   const read = await readBody(req, res, multipart ? deps.maxUploadBytes : deps.maxBodyBytes);
   if (!read.ok) {
@@ -77,7 +78,7 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
       },
       (outcome) => deps.metrics.upstreamAttempts.inc({ outcome: outcome.kind }),
     );
-    settleAfter(deps, ticket, await deliver(res, sent, parsed.req.stripUsageChunk, requestId));
+    settleAfter(deps, ticket, await deliver(res, sent, parsed.req.stripUsageChunk, requestId), started);
   } catch (err: unknown) {
     deps.meter.settle(ticket, { kind: 'failed', status: 500, outcome: 'upstream-error', attempts: 0 });
     throw err;
@@ -128,8 +129,10 @@ async function deliver(
   }
 }
 
-function settleAfter(deps: ProxyDeps, ticket: Ticket, end: RequestEnd): void {
+function settleAfter(deps: ProxyDeps, ticket: Ticket, end: RequestEnd, started: number): void {
   const cost = deps.meter.settle(ticket, end);
   if (cost > 0) deps.metrics.charged.inc(cost);
-  deps.metrics.requests.inc({ kind: end.kind === 'relayed' ? end.end : end.outcome, status: String(end.status) });
+  const kind = end.kind === 'relayed' ? end.end : end.outcome;
+  deps.metrics.requests.inc({ kind, status: String(end.status) });
+  deps.metrics.duration.observe({ kind }, (performance.now() - started) / 1000);
 }
