@@ -5,10 +5,11 @@
  * on exit, on errors and on SIGINT/SIGTERM.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import ts from 'typescript';
 
 export interface Proc {
   readonly name: string;
@@ -31,6 +32,19 @@ export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(dir);
   return dir;
+}
+
+/**
+ * Transpiles a self-contained bench script (node: imports only) to `<outDir>/<name>.mjs`, so the
+ * measured process runs plain JavaScript with no TypeScript loader in it.
+ */
+export function transpileScript(tsFile: string, outDir: string): string {
+  const out = ts.transpileModule(readFileSync(tsFile, 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  });
+  const path = join(outDir, `${basename(tsFile, '.ts')}.mjs`);
+  writeFileSync(path, out.outputText);
+  return path;
 }
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
@@ -121,6 +135,62 @@ export function cpuMicros(pid: number): number {
   return (ticks * 1e6) / CLK_TCK;
 }
 
+/**
+ * Starts measuring CPU used by processes other than this benchmark's (user + system time of the
+ * whole machine minus ours); the returned function gives their average use in cores since then.
+ * Other work on the machine skews the ratios, so each measurement records it.
+ */
+export function foreignCpu(): () => number {
+  const t0 = performance.now();
+  const busy0 = machineBusyUs();
+  const ours0 = oursUs();
+  return () => {
+    const wallUs = (performance.now() - t0) * 1000;
+    return Math.max(0, machineBusyUs() - busy0 - (oursUs() - ours0)) / wallUs;
+  };
+}
+
+function machineBusyUs(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const [, user, nice, system] = line.trim().split(/\s+/).map(Number);
+  return (((user ?? 0) + (nice ?? 0) + (system ?? 0)) * 1e6) / CLK_TCK;
+}
+
+function oursUs(): number {
+  const self = process.cpuUsage();
+  let total = self.user + self.system;
+  for (const p of procs) {
+    try {
+      total += cpuMicros(p.pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+
+let retriesLeft = Number(process.env['BENCH_NOISE_RETRIES'] ?? '8');
+
+/**
+ * Runs a measurement and repeats it (a few times per run at most) when other processes used more
+ * than `maxForeign` cores meanwhile; returns the quietest attempt.
+ */
+export async function quietly<T>(label: string, run: () => Promise<T>, maxForeign = 0.2): Promise<T> {
+  let best: { value: T; foreign: number } | undefined;
+  for (;;) {
+    const foreign = foreignCpu();
+    const value = await run();
+    const f = foreign();
+    if (best === undefined || f < best.foreign) best = { value, foreign: f };
+    if (f <= maxForeign || retriesLeft <= 0) return best.value;
+    retriesLeft--;
+    process.stdout.write(
+      `  (${label}: other processes used ${f.toFixed(2)} cores meanwhile; measuring again)\n`,
+    );
+    await sleep(1_000);
+  }
+}
+
 export interface MemInfo {
   /** Current resident set, kB. */
   readonly rssKb: number;
@@ -130,7 +200,8 @@ export interface MemInfo {
 
 export function memInfo(pid: number): MemInfo {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  const kb = (name: string): number =>
+    Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
   return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
 }
 
