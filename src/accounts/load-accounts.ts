@@ -2,12 +2,12 @@
  * Start-up load of every account from the store into the registry (cards, today's and this
  * month's usage windows included), and the first-start creation of the root account.
  */
-import type { Kysely } from 'kysely';
+import type { Kysely, Selectable } from 'kysely';
 import { IpMatcher } from './ip-matcher.js';
 import type { Account } from './account.js';
 import type { AccountRegistry } from './account-registry.js';
 import type { Card } from './cards.js';
-import type { Database } from '../store/schema.js';
+import type { AccountsTable, Database } from '../store/schema.js';
 import type { Period } from '../billing/calendar.js';
 import { RATE_ONE } from '../billing/money.js';
 
@@ -16,21 +16,6 @@ export async function loadAccounts(
   registry: AccountRegistry,
   period: Period,
 ): Promise<void> {
-  const rows = await db.selectFrom('accounts').selectAll().orderBy('id').execute();
-  const cardRows = await db.selectFrom('credit_cards').selectAll().orderBy('id').execute();
-  const cards = new Map<number, Card[]>();
-  for (const c of cardRows) {
-    const list = cards.get(c.account_id) ?? [];
-    const card: Card = {
-      amount: Number(c.amount),
-      balance: Number(c.balance),
-      grantedAt: Number(c.granted_at),
-      expiresAt: Number(c.expires_at),
-    };
-    if (c.reference !== null) card.reference = c.reference;
-    list.push(card);
-    cards.set(c.account_id, list);
-  }
   const usage = await db
     .selectFrom('usage_daily')
     .select(['account_id', 'day'])
@@ -38,7 +23,7 @@ export async function loadAccounts(
     .where('day', '>=', `${period.month}-01`)
     .groupBy(['account_id', 'day'])
     .execute();
-  const windows = new Map<number, { day: Account['day']; month: Account['month'] }>();
+  const windows: Windows = new Map();
   for (const u of usage) {
     const w = windows.get(u.account_id) ?? {
       day: { period: period.day, cost: 0, requests: 0 },
@@ -52,7 +37,63 @@ export async function loadAccounts(
     }
     windows.set(u.account_id, w);
   }
-  // Parents first, so children can attach to them in the registry.
+  // Accounts and their cards are read in pages of CHUNK rows, so that a very large tree does not
+  // hold every raw row in memory at once while the registry is built.
+  let lastId = 0;
+  for (;;) {
+    const rows = await db
+      .selectFrom('accounts')
+      .selectAll()
+      .where('id', '>', lastId)
+      .orderBy('id')
+      .limit(CHUNK)
+      .execute();
+    if (rows.length === 0) break;
+    const firstId = rows[0]!.id;
+    lastId = rows[rows.length - 1]!.id;
+    const cards = await loadCards(db, firstId, lastId);
+    addRows(registry, rows, cards, windows, period);
+  }
+  // Rebuild the tree now that every account is present (a child may have a lower id than its parent
+  // after a re-parenting import, so do not rely on row order).
+  for (const a of registry.all()) if (a.parentId !== null) registry.get(a.parentId)?.childIds.add(a.id);
+}
+
+const CHUNK = 5000;
+
+async function loadCards(db: Kysely<Database>, fromId: number, toId: number): Promise<Map<number, Card[]>> {
+  const cardRows = await db
+    .selectFrom('credit_cards')
+    .selectAll()
+    .where('account_id', '>=', fromId)
+    .where('account_id', '<=', toId)
+    .orderBy('id')
+    .execute();
+  const cards = new Map<number, Card[]>();
+  for (const c of cardRows) {
+    const list = cards.get(c.account_id) ?? [];
+    const card: Card = {
+      amount: Number(c.amount),
+      balance: Number(c.balance),
+      grantedAt: Number(c.granted_at),
+      expiresAt: Number(c.expires_at),
+    };
+    if (c.reference !== null) card.reference = c.reference;
+    list.push(card);
+    cards.set(c.account_id, list);
+  }
+  return cards;
+}
+
+type Windows = Map<number, { day: Account['day']; month: Account['month'] }>;
+
+function addRows(
+  registry: AccountRegistry,
+  rows: ReadonlyArray<Selectable<AccountsTable>>,
+  cards: Map<number, Card[]>,
+  windows: Windows,
+  period: Period,
+): void {
   for (const r of rows) {
     const allowIps = r.allow_ips === null ? null : (JSON.parse(r.allow_ips) as string[]);
     const w = windows.get(r.id);
@@ -89,8 +130,6 @@ export async function loadAccounts(
       childIds: new Set(),
     });
   }
-  // Rebuild the tree now that every account is present (rows are in id order, but be robust).
-  for (const a of registry.all()) if (a.parentId !== null) registry.get(a.parentId)?.childIds.add(a.id);
 }
 
 /** Defaults of the root account; its balance is unlimited, so limits are effectively off. */

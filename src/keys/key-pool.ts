@@ -96,17 +96,21 @@ export class KeyPool {
 
   /** Records one attempt's outcome on a key and applies the health rules. */
   report(key: PoolKey, outcome: UpstreamOutcome, errorText?: string): void {
-    const now = this.clock();
     key.requests++;
     key.pendingRequests++;
     const failed = outcome.kind !== 'ok' && outcome.kind !== 'client-error';
+    const h = key.health;
+    // The common case — a healthy key answered — must cost O(1) whatever the pool size.
+    if (!failed && h.state.kind === 'active' && h.consecutiveFailures === 0 && h.ejections === 0) return;
+    const now = this.clock();
     if (failed) {
       key.failures++;
       key.pendingFailures++;
       key.lastError = errorText ?? outcome.reason;
     }
     const before = key.health.state;
-    const othersUsable = this.usableCount(now) - (isUsable(before, now) ? 1 : 0);
+    // Counting usable keys is O(pool); only failures need it, to spare the last usable key.
+    const othersUsable = failed ? this.usableCount(now) - (isUsable(before, now) ? 1 : 0) : 0;
     key.health = nextHealth(key.health, outcome, now, this.policy, othersUsable);
     const after = key.health.state;
     if (after !== before && (after.kind !== before.kind || after.kind !== 'active')) {
