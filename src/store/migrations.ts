@@ -113,11 +113,8 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .addColumn('usage_source', 'text', (c) => c.notNull())
           .addColumn('created_at', big, (c) => c.notNull())
           .execute();
-        await db.schema
-          .createIndex('usage_account_day')
-          .on('usage_records')
-          .columns(['account_id', 'day'])
-          .execute();
+        // No secondary index on usage_records: it is written on every request and read only for
+        // audits; the dashboards read the per-day aggregates in usage_daily.
         await db.schema
           .createTable('usage_daily')
           .addColumn('account_id', 'integer', (c) => c.notNull())

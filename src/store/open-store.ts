@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, SqliteDialect, type SqliteDatabase as SqliteDialectDatabase } from 'kysely';
 import { migrationProvider, type DialectCaps } from './migrations.js';
 import type { Database } from './schema.js';
 
@@ -23,6 +23,28 @@ const sqliteCaps: DialectCaps = {
   bigint: 'integer',
 };
 
+/**
+ * Kysely's SQLite driver prepares every query anew; the batch writer runs the same few statements
+ * thousands of times, so prepared statements are cached by SQL text (bounded, oldest evicted).
+ * better-sqlite3 statements are reusable as long as one is not iterated while re-run, which
+ * Kysely's driver never does (it uses `all`/`run`, and `iterate` only for streams).
+ */
+function withStatementCache(sqlite: SqliteDatabase.Database, max = 256): SqliteDialectDatabase {
+  const cache = new Map<string, SqliteDatabase.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql: string) {
+      let stmt = cache.get(sql);
+      if (stmt === undefined) {
+        stmt = sqlite.prepare(sql);
+        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+        cache.set(sql, stmt);
+      }
+      return stmt;
+    },
+  };
+}
+
 export async function openSqliteStore(dataDir: string): Promise<Store> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'proxyxai.db');
@@ -32,7 +54,7 @@ export async function openSqliteStore(dataDir: string): Promise<Store> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   const migrator = new Migrator({ db, provider: migrationProvider(sqliteCaps) });
   const { error } = await migrator.migrateToLatest();
   if (error !== undefined) {

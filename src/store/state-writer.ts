@@ -36,6 +36,7 @@ export class StateWriter {
   private running: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
+  private countFlushPending = false;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -69,7 +70,14 @@ export class StateWriter {
 
   addUsage(row: UsageRow): void {
     this.usage.push(row);
-    if (this.usage.length >= this.opts.statsInterval) void this.flush();
+    // One count-triggered flush at a time: rows arriving while it is queued or running join the
+    // next batch instead of each scheduling a flush of their own.
+    if (this.usage.length >= this.opts.statsInterval && !this.countFlushPending) {
+      this.countFlushPending = true;
+      this.flush()
+        .catch(() => undefined)
+        .finally(() => (this.countFlushPending = false));
+    }
   }
 
   get pending(): number {
