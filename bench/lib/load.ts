@@ -1,0 +1,331 @@
+/**
+ * Load generation and client-side timing: autocannon for JSON throughput, a sequential keep-alive
+ * client for latency at one connection (sub-millisecond resolution, which autocannon's integer
+ * histogram lacks), and a small node:http SSE client for stream timings, bursts and the
+ * many-concurrent-streams test. CPU time of the proxy is read from /proc around each measurement.
+ */
+import autocannon from 'autocannon';
+import { Agent, request } from 'node:http';
+import { cpuMicros, foreignCpu } from './procs.js';
+import { median, percentile } from './stats.js';
+
+export interface Target {
+  readonly name: 'direct' | 'reference' | 'gateway';
+  /** Origin, e.g. http://127.0.0.1:4000 */
+  readonly url: string;
+  /** Bearer key sent by the client. */
+  readonly key: string;
+  /** Process whose CPU is measured (undefined for the mock itself). */
+  readonly pid: number | undefined;
+}
+
+const MESSAGES = [
+  { role: 'system', content: 'You are a concise assistant. Answer in one short sentence.' },
+  { role: 'user', content: 'Say hello to the benchmark and tell me what a gateway does, briefly.' },
+];
+export const JSON_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: MESSAGES, max_tokens: 64 });
+const STREAM_BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: MESSAGES, stream: true });
+const PATH = '/v1/chat/completions';
+
+function headers(target: Target): Record<string, string> {
+  return { authorization: `Bearer ${target.key}`, 'content-type': 'application/json' };
+}
+
+function cpuOf(target: Target): number {
+  return target.pid === undefined ? 0 : cpuMicros(target.pid);
+}
+
+export interface JsonLoad {
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly completed: number;
+  readonly ok2xx: number;
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly durationS: number;
+  /** Proxy CPU (user+sys) per completed request, µs. */
+  readonly cpuUsPerReq: number;
+  /** Proxy CPU seconds per wall second (1 = one core saturated). */
+  readonly cpuUtil: number;
+  /** Cores used meanwhile by processes outside the benchmark (noise). */
+  readonly foreignCpu: number;
+}
+
+/** autocannon POST /v1/chat/completions at `connections` for `seconds`. */
+export async function jsonLoad(target: Target, connections: number, seconds: number): Promise<JsonLoad> {
+  const cpu0 = cpuOf(target);
+  const foreign = foreignCpu();
+  const t0 = performance.now();
+  const r = await autocannon({
+    url: target.url + PATH,
+    method: 'POST',
+    connections,
+    duration: seconds,
+    headers: headers(target),
+    body: JSON_BODY,
+    timeout: 30,
+  });
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu = cpuOf(target) - cpu0;
+  const completed = r.requests.total;
+  return {
+    rps: r['2xx'] / r.duration,
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    completed,
+    ok2xx: r['2xx'],
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    durationS: r.duration,
+    cpuUsPerReq: completed > 0 ? cpu / completed : Number.NaN,
+    cpuUtil: cpu / 1e6 / wallS,
+    foreignCpu: foreign(),
+  };
+}
+
+export interface LatencyResult {
+  readonly medianMs: number;
+  readonly p99Ms: number;
+  readonly samples: number;
+  readonly errors: number;
+}
+
+/** `count` sequential JSON requests on one keep-alive connection (after `warmup` unmeasured ones). */
+export async function sequentialLatency(target: Target, count: number, warmup = 50): Promise<LatencyResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const samples: number[] = [];
+  let errors = 0;
+  try {
+    for (let i = 0; i < warmup + count; i++) {
+      const t0 = process.hrtime.bigint();
+      const status = await oneJson(target, agent);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (status !== 200) errors++;
+      else if (i >= warmup) samples.push(ms);
+    }
+  } finally {
+    agent.destroy();
+  }
+  return { medianMs: median(samples), p99Ms: percentile(samples, 99), samples: samples.length, errors };
+}
+
+function oneJson(target: Target, agent: Agent): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(target.url + PATH, { method: 'POST', agent, headers: headers(target) }, (res) => {
+      res.on('data', () => undefined);
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('error', () => resolve(0));
+    req.end(JSON_BODY);
+  });
+}
+
+export interface StreamOpts {
+  readonly chunks: number;
+  readonly intervalMs: number;
+  /** A keep-alive agent, or false for one fresh connection per stream. */
+  readonly agent: Agent | false;
+  /** Give up on a stream after this long. */
+  readonly timeoutMs?: number;
+  readonly onHeaders?: () => void;
+  readonly onEnd?: () => void;
+}
+
+export interface StreamResult {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly ttftMs: number;
+  readonly totalMs: number;
+  /** SSE events received (content chunks + `[DONE]`). */
+  readonly events: number;
+  readonly error: string | undefined;
+}
+
+const LFLF = Buffer.from('\n\n');
+const DONE = Buffer.from('data: [DONE]');
+
+/** One streamed chat completion; times are client-side from the start of the request. */
+export function streamOnce(target: Target, opts: StreamOpts): Promise<StreamResult> {
+  const expected = opts.chunks + 1;
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const since = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
+    let ttft = Number.NaN;
+    let events = 0;
+    let prevLf = false;
+    let status = 0;
+    // The last bytes received: the stream must end with `data: [DONE]`.
+    let tail: Buffer = Buffer.alloc(0);
+    let settled = false;
+    let headersSeen = false;
+    const finish = (error: string | undefined): void => {
+      if (settled) return;
+      settled = true;
+      if (headersSeen) opts.onEnd?.();
+      const sawDone = tail.includes(DONE);
+      const ok = error === undefined && status === 200 && sawDone && events === expected;
+      const err = error ?? (ok ? undefined : status !== 200 ? `status ${status}` : 'incomplete stream');
+      resolve({ ok, status, ttftMs: ttft, totalMs: since(), events, error: err });
+    };
+    const url = `${target.url}${PATH}?chunks=${opts.chunks}&interval=${opts.intervalMs}`;
+    const req = request(url, { method: 'POST', agent: opts.agent, headers: headers(target) }, (res) => {
+      status = res.statusCode ?? 0;
+      headersSeen = true;
+      opts.onHeaders?.();
+      res.on('data', (chunk: Buffer) => {
+        if (Number.isNaN(ttft)) ttft = since();
+        if (prevLf && chunk[0] === 0x0a) events++;
+        for (let at = chunk.indexOf(LFLF); at !== -1; at = chunk.indexOf(LFLF, at + 2)) events++;
+        prevLf = chunk[chunk.length - 1] === 0x0a;
+        tail = chunk.length >= 32 ? chunk.subarray(-32) : Buffer.concat([tail, chunk]).subarray(-32);
+      });
+      res.on('end', () => finish(undefined));
+      res.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+      res.on('aborted', () => finish('aborted'));
+    });
+    req.setTimeout(opts.timeoutMs ?? 60_000, () => req.destroy(new Error('client timeout')));
+    req.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+    req.end(STREAM_BODY);
+  });
+}
+
+/**
+ * `count` streams, at most `concurrency` at a time. Worker k starts after k × `staggerMs`, so that
+ * stream starts do not all coincide (TTFT would otherwise include queueing behind the others).
+ */
+export async function streamBatch(
+  target: Target,
+  count: number,
+  concurrency: number,
+  opts: Omit<StreamOpts, 'agent'> & { staggerMs?: number },
+): Promise<StreamResult[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const results: StreamResult[] = [];
+  let next = 0;
+  let started = 0;
+  const worker = async (): Promise<void> => {
+    const delay = started++ * (opts.staggerMs ?? 0);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    while (next < count) {
+      next++;
+      results.push(await streamOnce(target, { ...opts, agent }));
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  } finally {
+    agent.destroy();
+  }
+  return results;
+}
+
+export interface BurstResult {
+  readonly streams: number;
+  readonly failed: number;
+  readonly events: number;
+  readonly durationS: number;
+  /** Proxy CPU per SSE event delivered, µs. */
+  readonly cpuUsPerChunk: number;
+  readonly cpuUtil: number;
+  readonly foreignCpu: number;
+}
+
+/** Unpaced streams kept at `concurrency` for `seconds`; proxy CPU divided by events delivered. */
+export async function streamBurst(
+  target: Target,
+  seconds: number,
+  concurrency: number,
+  chunks: number,
+): Promise<BurstResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const stopAt = performance.now() + seconds * 1000;
+  let streams = 0;
+  let failed = 0;
+  let events = 0;
+  const cpu0 = cpuOf(target);
+  const foreign = foreignCpu();
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (performance.now() < stopAt) {
+      const r = await streamOnce(target, { chunks, intervalMs: 0, agent });
+      streams++;
+      events += r.events;
+      if (!r.ok) failed++;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    agent.destroy();
+  }
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu = cpuOf(target) - cpu0;
+  return {
+    streams,
+    failed,
+    events,
+    durationS: wallS,
+    cpuUsPerChunk: events > 0 ? cpu / events : Number.NaN,
+    cpuUtil: cpu / 1e6 / wallS,
+    foreignCpu: foreign(),
+  };
+}
+
+export interface ManyStreamsResult {
+  readonly requested: number;
+  readonly ok: number;
+  readonly errors: number;
+  readonly errorKinds: Record<string, number>;
+  readonly peakConcurrent: number;
+  readonly durationS: number;
+  readonly ttftP50Ms: number;
+  readonly ttftP99Ms: number;
+}
+
+/** `count` paced streams, each on its own connection, opened `batch` at a time every `tickMs`. */
+export async function manyStreams(
+  target: Target,
+  count: number,
+  opts: { chunks: number; intervalMs: number; batch: number; tickMs: number },
+): Promise<ManyStreamsResult> {
+  let open = 0;
+  let peak = 0;
+  const t0 = performance.now();
+  const pending: Array<Promise<StreamResult>> = [];
+  const streamOpts: StreamOpts = {
+    chunks: opts.chunks,
+    intervalMs: opts.intervalMs,
+    agent: false,
+    timeoutMs: 120_000,
+    onHeaders: () => {
+      open++;
+      if (open > peak) peak = open;
+    },
+    onEnd: () => open--,
+  };
+  for (let i = 0; i < count; i += opts.batch) {
+    for (let j = i; j < Math.min(count, i + opts.batch); j++) pending.push(streamOnce(target, streamOpts));
+    await new Promise((resolve) => setTimeout(resolve, opts.tickMs));
+  }
+  const results = await Promise.all(pending);
+  const errorKinds: Record<string, number> = {};
+  for (const r of results) {
+    if (r.ok) continue;
+    const kind = r.error ?? 'unknown';
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+  }
+  const ttfts = results.filter((r) => r.ok).map((r) => r.ttftMs);
+  const okCount = results.filter((r) => r.ok).length;
+  return {
+    requested: count,
+    ok: okCount,
+    errors: count - okCount,
+    errorKinds,
+    peakConcurrent: peak,
+    durationS: (performance.now() - t0) / 1000,
+    ttftP50Ms: median(ttfts),
+    ttftP99Ms: percentile(ttfts, 99),
+  };
+}
