@@ -3,7 +3,7 @@
  * checks (no router library): the hot /v1 path must cost as little as possible. Every thrown
  * GatewayError becomes an OpenAI-shaped error; anything else is logged and answered as 500.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { authenticate } from '../accounts/authenticate.js';
@@ -60,7 +60,7 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
 
   if (pathname.startsWith('/v1/')) {
     if (pathname.startsWith('/v1/dashboard/')) return dashboard(deps, req, res, pathname.slice(3), url);
-    const requestId = `req_${randomUUID().replaceAll('-', '')}`;
+    const requestId = nextRequestId();
     const auth = authenticate(req.headers, deps.registry, deps.secrets);
     if (!auth.ok) return sendError(res, auth.error);
     await proxyRequest(deps.proxy, {
@@ -131,6 +131,18 @@ async function dashboard(
   const auth = authenticate(req.headers, deps.registry, deps.secrets);
   if (!auth.ok) return sendError(res, auth.error);
   return handleDashboard(deps.users, auth.account, req, res, pathname, url);
+}
+
+/**
+ * Request ids that sort by time: milliseconds, a per-process random tag and a counter. They are
+ * unique across processes and restarts, cost no CSPRNG call per request, and land at the end of the
+ * usage_records primary key instead of at random places in it.
+ */
+const PROCESS_TAG = randomBytes(4).toString('hex');
+let sequence = 0;
+export function nextRequestId(): string {
+  sequence = (sequence + 1) % 0x1000000;
+  return `req_${Date.now().toString(36)}${PROCESS_TAG}${sequence.toString(36).padStart(5, '0')}`;
 }
 
 function decodeIdent(raw: string): string {

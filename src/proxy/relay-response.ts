@@ -43,37 +43,9 @@ export async function relayResponse(
   res.writeHead(upstream.statusCode, headers);
   if (sse) res.flushHeaders();
 
-  const chunks: Buffer[] = [];
-  let captured = 0;
-  let bytes = 0;
-  let end: RelayEnd = 'completed';
-  const body = upstream.body;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (res.destroyed) {
-        end = 'client-gone';
-        break;
-      }
-      const out = tracker === undefined ? chunk : tracker.push(chunk);
-      if (capture && captured + chunk.length <= MAX_CAPTURE) {
-        chunks.push(chunk);
-        captured += chunk.length;
-      }
-      if (out.length === 0) continue;
-      bytes += out.length;
-      if (!res.write(out)) {
-        const ok = await drained(res);
-        if (!ok) {
-          end = 'client-gone';
-          break;
-        }
-      }
-    }
-  } catch {
-    end = res.destroyed ? 'client-gone' : 'upstream-error';
-  }
-  if (end !== 'completed') body.destroy();
-
+  const relayed = await pump(res, upstream, tracker, capture);
+  const end = relayed.end;
+  let bytes = relayed.bytes;
   let usage: Usage | undefined;
   let deliveredText = '';
   if (tracker !== undefined) {
@@ -84,30 +56,73 @@ export async function relayResponse(
     }
     usage = fin.usage;
     deliveredText = fin.deliveredText;
-  } else if (capture && end === 'completed') {
-    usage = usageFromBody(Buffer.concat(chunks, captured));
+  } else if (relayed.captured !== undefined && end === 'completed') {
+    usage = usageFromBody(relayed.captured);
   }
-  if (end === 'completed') res.end();
-  else res.destroy();
+  if (end === 'completed') {
+    if (!res.writableEnded) res.end();
+  } else res.destroy();
   return { end, bytes, usage, deliveredText };
 }
 
-function drained(res: ServerResponse): Promise<boolean> {
+/**
+ * Moves the body with 'data' events (cheaper per chunk than async iteration), pausing upstream
+ * while the client's socket is full. When upstream declared a length, the last chunk is written
+ * with `end()` so a small JSON answer leaves in one write.
+ */
+function pump(
+  res: ServerResponse,
+  upstream: Dispatcher.ResponseData,
+  tracker: SseUsageTracker | undefined,
+  capture: boolean,
+): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined }> {
+  const body = upstream.body;
+  const declared = Number(upstream.headers['content-length'] ?? NaN);
+  const chunks: Buffer[] = [];
+  let captured = 0;
+  let received = 0;
+  let bytes = 0;
   return new Promise((resolve) => {
-    const onDrain = (): void => {
-      cleanup();
-      resolve(true);
-    };
-    const onClose = (): void => {
-      cleanup();
-      resolve(false);
-    };
-    const cleanup = (): void => {
-      res.off('drain', onDrain);
+    let settled = false;
+    const finish = (end: RelayEnd): void => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
       res.off('close', onClose);
+      res.off('drain', onDrain);
+      if (end !== 'completed') body.destroy();
+      resolve({ end, bytes, captured: capture ? Buffer.concat(chunks, captured) : undefined });
     };
-    res.on('drain', onDrain);
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (capture && captured + chunk.length <= MAX_CAPTURE) {
+        chunks.push(chunk);
+        captured += chunk.length;
+      }
+      const out = tracker === undefined ? chunk : tracker.push(chunk);
+      if (out.length === 0) return;
+      bytes += out.length;
+      if (tracker === undefined && received === declared) {
+        res.end(out);
+        return;
+      }
+      if (!res.write(out)) body.pause();
+    };
+    const onDrain = (): void => {
+      body.resume();
+    };
+    const onEnd = (): void => finish('completed');
+    const onError = (): void => finish(res.destroyed ? 'client-gone' : 'upstream-error');
+    const onClose = (): void => {
+      if (!res.writableFinished) finish('client-gone');
+    };
+    body.on('data', onData);
+    body.on('end', onEnd);
+    body.on('error', onError);
     res.on('close', onClose);
+    res.on('drain', onDrain);
   });
 }
 
