@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import type { Logger } from 'pino';
 import { AccountRegistry } from './accounts/account-registry.js';
+import { Authenticator } from './accounts/authenticate.js';
 import { loadAccounts, newRootAccount } from './accounts/load-accounts.js';
 import { RateLimiter } from './accounts/rate-limiter.js';
 import type { UsersDeps, Mailer } from './admin/users-deps.js';
@@ -92,7 +93,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await loadAccounts(store.db, registry, calendar.periodOf(clock()));
   // The original flushed stats to Redis every STATS_INTERVAL requests and to the database every
   // STATS_INTERVAL × 10; with no Redis tier in between, the database batch takes the larger size.
-  const writer = new StateWriter(store.db, log, {
+  const writer = new StateWriter(store.batchSink, log, {
     flushIntervalMs: config.flushIntervalMs,
     statsInterval: config.statsInterval * 10,
   });
@@ -158,8 +159,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const server = createHttpServer({
     log,
     metrics,
-    registry,
-    secrets,
+    auth: new Authenticator(registry, secrets),
     pool,
     proxy: {
       pool,

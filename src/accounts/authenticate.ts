@@ -19,6 +19,46 @@ export function bearerKey(headers: IncomingHttpHeaders): string | undefined {
   return key === '' ? undefined : key;
 }
 
+/**
+ * Authenticates account keys. Fingerprinting a key (HMAC-SHA256) is the largest fixed cost of a
+ * request, so recently seen keys are remembered with the fingerprint they had; a hit is only
+ * trusted while the registry still maps that fingerprint to the same account, so a deleted account
+ * or a rotated key stops working at once. The cache is bounded and simply cleared when full.
+ */
+export class Authenticator {
+  private readonly recent = new Map<string, { hash: string; account: Account }>();
+
+  constructor(
+    private readonly registry: AccountRegistry,
+    private readonly secrets: Secrets,
+    private readonly maxEntries = 10_000,
+  ) {}
+
+  authenticate(headers: IncomingHttpHeaders): AuthResult {
+    const key = bearerKey(headers);
+    if (key === undefined) return { ok: false, error: new GatewayError('missing_key') };
+    const hit = this.recent.get(key);
+    if (
+      hit !== undefined &&
+      hit.account.keyHash === hit.hash &&
+      this.registry.byKeyHash(hit.hash) === hit.account
+    ) {
+      return admitted(hit.account);
+    }
+    const result = authenticate(headers, this.registry, this.secrets);
+    if (result.ok) {
+      if (this.recent.size >= this.maxEntries) this.recent.clear();
+      this.recent.set(key, { hash: result.account.keyHash, account: result.account });
+    }
+    return result;
+  }
+}
+
+function admitted(account: Account): AuthResult {
+  if (!account.status) return { ok: false, error: new GatewayError('account_disabled') };
+  return { ok: true, account };
+}
+
 export function authenticate(
   headers: IncomingHttpHeaders,
   registry: AccountRegistry,
@@ -32,6 +72,5 @@ export function authenticate(
   if (account === undefined || !secrets.equal(account.keyHash, hash)) {
     return { ok: false, error: new GatewayError('invalid_key') };
   }
-  if (!account.status) return { ok: false, error: new GatewayError('account_disabled') };
-  return { ok: true, account };
+  return admitted(account);
 }

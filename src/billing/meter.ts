@@ -241,14 +241,8 @@ function ticketExtrasUsage(ticket: Ticket): Partial<Usage> {
   return out;
 }
 
-const NON_TEXT_INPUTS = [
-  '"image_url"',
-  '"input_image"',
-  '"input_audio"',
-  '"input_file"',
-  '"file_data"',
-  '"file_id"',
-].map((m) => Buffer.from(m));
+// `"input_` covers input_image / input_audio / input_file parts; `"file_` file_data / file_id.
+const NON_TEXT_INPUTS = ['"image_url"', '"input_', '"file_'].map((m) => Buffer.from(m));
 
 /**
  * An upper bound of the prompt's tokens for the reservation, without tokenizing on the hot path:

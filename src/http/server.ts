@@ -6,14 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { authenticate } from '../accounts/authenticate.js';
-import type { AccountRegistry } from '../accounts/account-registry.js';
+import type { Authenticator } from '../accounts/authenticate.js';
 import { handleKeys } from '../admin/keys-routes.js';
 import { handleUsers, type UsersDeps } from '../admin/users-routes.js';
 import { handleDashboard } from '../dashboard/dashboard-routes.js';
 import { GatewayError, sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
-import type { Secrets } from '../keys/secrets.js';
 import type { Metrics } from '../observability/metrics.js';
 import { proxyRequest, type ProxyDeps } from '../proxy/pipeline.js';
 import type { ClientAddress } from './client-address.js';
@@ -24,8 +22,7 @@ import type { StaticFiles } from './static-files.js';
 export interface ServerDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly registry: AccountRegistry;
-  readonly secrets: Secrets;
+  readonly auth: Authenticator;
   readonly pool: KeyPool;
   readonly proxy: ProxyDeps;
   readonly users: UsersDeps;
@@ -61,7 +58,7 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
   if (pathname.startsWith('/v1/')) {
     if (pathname.startsWith('/v1/dashboard/')) return dashboard(deps, req, res, pathname.slice(3), url);
     const requestId = nextRequestId();
-    const auth = authenticate(req.headers, deps.registry, deps.secrets);
+    const auth = deps.auth.authenticate(req.headers);
     if (!auth.ok) return sendError(res, auth.error);
     await proxyRequest(deps.proxy, {
       req,
@@ -75,14 +72,14 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
     return;
   }
   if (pathname === '/x-keys' || pathname.startsWith('/x-keys/')) {
-    const auth = authenticate(req.headers, deps.registry, deps.secrets);
+    const auth = deps.auth.authenticate(req.headers);
     if (!auth.ok) return sendError(res, auth.error);
     if (!auth.account.isRoot) throw new GatewayError('root_only');
     return handleKeys(deps.pool, req, res, pathname.slice('/x-keys/'.length));
   }
   for (const kind of ['x-users', 'x-dna'] as const) {
     if (pathname === `/${kind}` || pathname.startsWith(`/${kind}/`)) {
-      const auth = authenticate(req.headers, deps.registry, deps.secrets);
+      const auth = deps.auth.authenticate(req.headers);
       if (!auth.ok) return sendError(res, auth.error);
       return handleUsers(
         deps.users,
@@ -128,7 +125,7 @@ async function dashboard(
   pathname: string,
   url: string,
 ): Promise<void> {
-  const auth = authenticate(req.headers, deps.registry, deps.secrets);
+  const auth = deps.auth.authenticate(req.headers);
   if (!auth.ok) return sendError(res, auth.error);
   return handleDashboard(deps.users, auth.account, req, res, pathname, url);
 }

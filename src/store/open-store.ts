@@ -8,9 +8,13 @@ import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, type SqliteDatabase as SqliteDialectDatabase } from 'kysely';
 import { migrationProvider, type DialectCaps } from './migrations.js';
 import type { Database } from './schema.js';
+import type { BatchSink } from './batch-sink.js';
+import { createSqliteBatchSink } from './sqlite-batch-sink.js';
 
 export interface Store {
   readonly db: Kysely<Database>;
+  /** Where the state writer sends its batches (fastest transaction this backend offers). */
+  readonly batchSink: BatchSink;
   readonly dialect: 'sqlite' | 'postgres';
   /** Path of the database file (SQLite) for diagnostics. */
   readonly location: string;
@@ -63,6 +67,7 @@ export async function openSqliteStore(dataDir: string): Promise<Store> {
   }
   return {
     db,
+    batchSink: createSqliteBatchSink(sqlite),
     dialect: 'sqlite',
     location: file,
     async ping() {

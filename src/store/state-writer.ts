@@ -6,24 +6,15 @@
  * store always equals memory as of some instant. Flushes run every FLUSH_INTERVAL_MS, after
  * STATS_INTERVAL usage rows, on demand (admin calls wait for theirs) and at shutdown.
  */
-import type { Insertable, Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
-import type { AccountsTable, Database, LedgerTable, UsageRecordsTable } from './schema.js';
+import type { AccountRow, Batch, BatchSink, DailyRow, LedgerRow, UsageRow } from './batch-sink.js';
 
-export type AccountRow = Insertable<AccountsTable> & { id: number };
+export type { AccountRow, LedgerRow, UsageRow } from './batch-sink.js';
 
-export type LedgerRow = Omit<LedgerTable, 'id'>;
-export type UsageRow = UsageRecordsTable;
-
-interface Snapshot {
+interface Snapshot extends Batch {
   /** The accounts themselves, to mark dirty again when the write fails. */
   sources: Account[];
-  accounts: AccountRow[];
-  cards: Map<number, Array<Omit<Database['credit_cards'], 'id' | 'account_id'>>>;
-  deleted: number[];
-  ledger: LedgerRow[];
-  usage: UsageRow[];
 }
 
 export class StateWriter {
@@ -39,7 +30,7 @@ export class StateWriter {
   private countFlushPending = false;
 
   constructor(
-    private readonly db: Kysely<Database>,
+    private readonly sink: BatchSink,
     private readonly log: Logger,
     private readonly opts: { flushIntervalMs: number; statsInterval: number },
   ) {}
@@ -95,7 +86,7 @@ export class StateWriter {
     if (this.pending === 0) return;
     const snap = this.snapshot();
     try {
-      await this.write(snap);
+      await this.sink.write(snap);
       this.failures = 0;
     } catch (err: unknown) {
       // Put the rows back in front so nothing settled is lost.
@@ -133,6 +124,7 @@ export class StateWriter {
       deleted: this.deleted,
       ledger: this.ledger,
       usage: this.usage,
+      daily: aggregateDaily(this.usage),
     };
     this.dirty = new Map();
     this.deleted = [];
@@ -140,63 +132,10 @@ export class StateWriter {
     this.usage = [];
     return snap;
   }
-
-  private async write(snap: Snapshot): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
-      // Deletes first, so a name freed by a deletion can be taken by an account in the same batch.
-      for (const id of snap.deleted) {
-        await trx.deleteFrom('credit_cards').where('account_id', '=', id).execute();
-        await trx.deleteFrom('accounts').where('id', '=', id).execute();
-      }
-      for (const row of snap.accounts) {
-        const { id, ...rest } = row;
-        await trx
-          .insertInto('accounts')
-          .values(row)
-          .onConflict((oc) => oc.column('id').doUpdateSet(rest))
-          .execute();
-        await trx.deleteFrom('credit_cards').where('account_id', '=', id).execute();
-        const cards = snap.cards.get(id) ?? [];
-        if (cards.length > 0) {
-          await trx
-            .insertInto('credit_cards')
-            .values(cards.map((c) => ({ ...c, account_id: id })))
-            .execute();
-        }
-      }
-      for (let i = 0; i < snap.ledger.length; i += 500) {
-        await trx
-          .insertInto('ledger')
-          .values(snap.ledger.slice(i, i + 500))
-          .execute();
-      }
-      for (let i = 0; i < snap.usage.length; i += 200) {
-        await trx
-          .insertInto('usage_records')
-          .values(snap.usage.slice(i, i + 200))
-          .onConflict((oc) => oc.column('request_id').doNothing())
-          .execute();
-      }
-      for (const d of aggregateDaily(snap.usage)) {
-        await trx
-          .insertInto('usage_daily')
-          .values(d)
-          .onConflict((oc) =>
-            oc.columns(['account_id', 'day', 'model']).doUpdateSet((eb) => ({
-              requests: eb('usage_daily.requests', '+', d.requests),
-              cost: eb('usage_daily.cost', '+', d.cost),
-              prompt_tokens: eb('usage_daily.prompt_tokens', '+', d.prompt_tokens),
-              completion_tokens: eb('usage_daily.completion_tokens', '+', d.completion_tokens),
-            })),
-          )
-          .execute();
-      }
-    });
-  }
 }
 
-function aggregateDaily(rows: readonly UsageRow[]): Database['usage_daily'][] {
-  const map = new Map<string, Database['usage_daily']>();
+function aggregateDaily(rows: readonly UsageRow[]): DailyRow[] {
+  const map = new Map<string, DailyRow>();
   for (const r of rows) {
     const k = `${r.account_id}\u0000${r.day}\u0000${r.model}`;
     const d = map.get(k);
