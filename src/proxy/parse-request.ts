@@ -27,47 +27,18 @@ export function parseRequest(
   raw: Buffer,
 ): { ok: true; req: ParsedRequest } | { ok: false; error: GatewayError } {
   const contentType = (headers['content-type'] ?? '').toLowerCase();
-  if (raw.length === 0) {
-    return {
-      ok: true,
-      req: {
-        model: undefined,
-        stream: false,
-        json: undefined,
-        body: undefined,
-        stripUsageChunk: false,
-        multipart: false,
-      },
-    };
-  }
+  if (raw.length === 0) return { ok: true, req: opaque(undefined) };
   if (contentType.startsWith('multipart/form-data')) {
+    const model = multipartField(raw, 'model');
     return {
       ok: true,
-      req: {
-        model: multipartField(raw, 'model'),
-        stream: multipartField(raw, 'stream') === 'true',
-        json: undefined,
-        body: raw,
-        stripUsageChunk: false,
-        multipart: true,
-      },
+      req: { ...opaque(raw), model, stream: multipartField(raw, 'stream') === 'true', multipart: true },
     };
   }
   const looksJson =
     contentType === '' || contentType.includes('json') || contentType.startsWith('text/plain');
-  if (!looksJson) {
-    return {
-      ok: true,
-      req: {
-        model: undefined,
-        stream: false,
-        json: undefined,
-        body: raw,
-        stripUsageChunk: false,
-        multipart: false,
-      },
-    };
-  }
+  // Binary or other bodies are forwarded untouched and unpriced by content.
+  if (!looksJson) return { ok: true, req: opaque(raw) };
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.toString('utf8'));
@@ -102,6 +73,11 @@ export function parseRequest(
     }
   }
   return { ok: true, req: { model: modelValue, stream, json, body, stripUsageChunk, multipart: false } };
+}
+
+/** A body the gateway does not look into. */
+function opaque(body: Buffer | undefined): ParsedRequest {
+  return { model: undefined, stream: false, json: undefined, body, stripUsageChunk: false, multipart: false };
 }
 
 const INCLUDE_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
