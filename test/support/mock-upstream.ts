@@ -1,6 +1,8 @@
 // Programmable mock of the OpenAI API for the end-to-end tests: a plain node:http server on 127.0.0.1
 // whose behaviour (normal OpenAI answers, canned errors, hangs, dropped streams, delays) is chosen per
 // upstream key, and which records every request it receives (including client aborts) for assertions.
+// It is one long file on purpose: it is a single fake of one external API, read top to bottom as a
+// route table, and splitting it would scatter that table without making any piece reusable.
 import { createHash } from 'node:crypto';
 import {
   createServer,
