@@ -61,12 +61,7 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
       }));
     },
     async insert(k) {
-      const existing = await db
-        .selectFrom('upstream_keys')
-        .select('id')
-        .where('key_hash', '=', k.keyHash)
-        .executeTakeFirst();
-      if (existing !== undefined) return undefined;
+      // The unique fingerprint decides duplicates, also between two concurrent adds of one key.
       const row = await db
         .insertInto('upstream_keys')
         .values({
@@ -83,8 +78,10 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
           updated_at: k.now,
           disabled_at: null,
         })
+        .onConflict((oc) => oc.column('key_hash').doNothing())
         .returning('id')
-        .executeTakeFirstOrThrow();
+        .executeTakeFirst();
+      if (row === undefined) return undefined;
       return {
         id: row.id,
         ciphertext: k.ciphertext,

@@ -208,3 +208,14 @@ describe('key admin', () => {
     expect((await (await call(gw, '/x-keys')).json()) as unknown[]).toHaveLength(1);
   });
 });
+
+describe('concurrent key admin', () => {
+  it('two concurrent adds of the same key: one 200, one 409', async () => {
+    const { gw } = await setup([]);
+    const statuses = await Promise.all(
+      [1, 2].map(async () => (await call(gw, '/x-keys', { body: { SecretKey: key(42) } })).status),
+    );
+    expect(statuses.sort()).toEqual([200, 409]);
+    expect((await (await call(gw, '/x-keys')).json()) as unknown[]).toHaveLength(1);
+  });
+});
