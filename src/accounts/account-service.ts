@@ -13,7 +13,7 @@ import { microsToUsd, ratesToNumber } from '../billing/money.js';
 import { GatewayError, type ErrorName } from '../errors/catalogue.js';
 import { generateAccountKey, type Secrets } from '../keys/secrets.js';
 import type { StateWriter } from '../store/state-writer.js';
-import type { Account } from './account.js';
+import { freshState, type Account } from './account.js';
 import type { AccountRegistry } from './account-registry.js';
 import { FEE_LIST, chargeFee, deleteChild, grantToChild, parentCost, type LedgerEntry } from './card-ops.js';
 import { defaultHardLimit, defaultSoftLimit, liveBalance, type Card } from './cards.js';
@@ -204,7 +204,11 @@ export function createChild(
   if (!grant.ok) return grant;
 
   let key = generateAccountKey();
-  while (registry.byKeyHash(deps.secrets.hash(key)) !== undefined) key = generateAccountKey();
+  let keyHash = deps.secrets.hash(key);
+  while (registry.byKeyHash(keyHash) !== undefined) {
+    key = generateAccountKey();
+    keyHash = deps.secrets.hash(key);
+  }
   const period = deps.calendar.periodOf(now);
   const hardLimit = defaultHardLimit(input.creditGranted);
   const child: Account = {
@@ -216,7 +220,7 @@ export function createChild(
     email: input.email,
     alias: input.alias ?? input.name,
     billingEmail: null,
-    keyHash: deps.secrets.hash(key),
+    keyHash,
     partialKey: key.slice(-20),
     level: parent.level,
     rates,
@@ -230,15 +234,9 @@ export function createChild(
     // A restricted parent cannot hand out models it may not use itself.
     allowModels: parent.allowModels === null ? null : new Set(parent.allowModels),
     creditGranted: input.creditGranted,
-    creditUsed: 0,
-    requests: 0,
     cards: grant.childCards,
-    reserved: 0,
-    day: { period: period.day, cost: 0, requests: 0 },
-    month: { period: period.month, cost: 0, requests: 0 },
-    softNoticeMonth: null,
     updatedAt: now,
-    childIds: new Set(),
+    ...freshState(period),
   };
   parent.cards = grant.payerCards;
   parent.updatedAt = now;

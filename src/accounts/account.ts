@@ -51,3 +51,19 @@ export interface Account {
   updatedAt: number;
   childIds: Set<number>;
 }
+
+/** The counters and in-memory state every newly created account starts with. */
+export function freshState(period: {
+  day: string;
+  month: string;
+}): Pick<Account, 'creditUsed' | 'requests' | 'reserved' | 'day' | 'month' | 'softNoticeMonth' | 'childIds'> {
+  return {
+    creditUsed: 0,
+    requests: 0,
+    reserved: 0,
+    day: { period: period.day, cost: 0, requests: 0 },
+    month: { period: period.month, cost: 0, requests: 0 },
+    softNoticeMonth: null,
+    childIds: new Set(),
+  };
+}

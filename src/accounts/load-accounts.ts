@@ -4,7 +4,7 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import { IpMatcher } from './ip-matcher.js';
-import type { Account } from './account.js';
+import { freshState, type Account } from './account.js';
 import type { AccountRegistry } from './account-registry.js';
 import type { Card } from './cards.js';
 import type { AccountsTable, Database } from '../store/schema.js';
@@ -163,14 +163,8 @@ export function newRootAccount(
     ipMatcher: null,
     allowModels: null,
     creditGranted: 0,
-    creditUsed: 0,
-    requests: 0,
     cards: [],
-    reserved: 0,
-    day: { period: period.day, cost: 0, requests: 0 },
-    month: { period: period.month, cost: 0, requests: 0 },
-    softNoticeMonth: null,
     updatedAt: now,
-    childIds: new Set(),
+    ...freshState(period),
   };
 }
