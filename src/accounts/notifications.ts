@@ -3,7 +3,7 @@
  * account, and a once-a-month notice when monthly usage crosses SoftLimit. Sending never blocks or
  * fails a request: errors are logged.
  */
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { Logger } from 'pino';
 import type { Mailer } from '../admin/users-deps.js';
 import type { EmailConfig } from '../config/config.js';
@@ -11,15 +11,21 @@ import { microsToUsd } from '../billing/money.js';
 import type { Account } from './account.js';
 
 export function createMailer(cfg: EmailConfig): Mailer {
-  const transport = nodemailer.createTransport({
-    host: cfg.host,
-    port: cfg.port,
-    secure: cfg.tls,
-    ...(cfg.user !== '' && { auth: { user: cfg.user, pass: cfg.pass } }),
-  });
+  // nodemailer is loaded with the first e-mail: a gateway that sends none keeps its memory.
+  let transport: Promise<Transporter> | undefined;
+  const connect = async (): Promise<Transporter> => {
+    const { default: nodemailer } = await import('nodemailer');
+    return nodemailer.createTransport({
+      host: cfg.host,
+      port: cfg.port,
+      secure: cfg.tls,
+      ...(cfg.user !== '' && { auth: { user: cfg.user, pass: cfg.pass } }),
+    });
+  };
   return {
     async send(to, subject, text) {
-      await transport.sendMail({ from: cfg.sender, to, subject, text });
+      transport ??= connect();
+      await (await transport).sendMail({ from: cfg.sender, to, subject, text });
     },
   };
 }

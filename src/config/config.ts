@@ -4,6 +4,7 @@
  * Names follow the original ProxyXAI compose file where it had one.
  */
 import { usdToMicros, type Micros } from '../billing/money.js';
+import { isUtcZone, systemTimeZone } from '../billing/calendar.js';
 
 export interface RootSeed {
   readonly name: 'root';
@@ -152,9 +153,9 @@ export function loadConfig(env: Env): Config {
     );
   }
 
-  const timeZone = str('TZ', Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC');
+  const timeZone = str('TZ', systemTimeZone());
   try {
-    new Intl.DateTimeFormat('en-US', { timeZone });
+    if (!isUtcZone(timeZone)) new Intl.DateTimeFormat('en-US', { timeZone });
   } catch {
     problems.push(`TZ is not a known time zone: "${timeZone}"`);
   }

@@ -14,6 +14,7 @@ import { sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { UpstreamClient } from '../upstream/upstream-client.js';
+import { Cancel } from '../upstream/cancel.js';
 import { sendWithRetry, type RetryPolicy } from '../upstream/send-with-retry.js';
 import { clientHeaders } from '../upstream/forward-headers.js';
 import { readBody } from '../http/read-body.js';
@@ -56,12 +57,14 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
   const admission = deps.meter.admit(call.account, call.pathname, parsed.req, call.ip, requestId);
   if (!admission.ok) return sendError(res, admission.error);
   const ticket = admission.ticket;
-  for (const [name, value] of Object.entries(admission.headers)) res.setHeader(name, value);
+  // Rate-limit headers and the request id go on every answer from here on.
+  const headers = admission.headers;
+  headers['x-request-id'] = requestId;
 
-  // One controller per request: a client that leaves aborts whatever upstream attempt is running.
-  const abort = new AbortController();
+  // A client that leaves cancels whatever upstream attempt is running.
+  const cancel = new Cancel();
   const onClose = (): void => {
-    if (!res.writableFinished) abort.abort();
+    if (!res.writableFinished) cancel.abort();
   };
   res.on('close', onClose);
   try {
@@ -74,11 +77,11 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
         path: call.url,
         clientHeaders: req.headers,
         body: parsed.req.body,
-        signal: abort.signal,
+        cancel,
       },
       (outcome) => deps.metrics.upstreamAttempts.inc({ outcome: outcome.kind }),
     );
-    settleAfter(deps, ticket, await deliver(res, sent, parsed.req.stripUsageChunk, requestId), started);
+    settleAfter(deps, ticket, await deliver(res, sent, parsed.req.stripUsageChunk, headers), started);
   } catch (err: unknown) {
     deps.meter.settle(ticket, { kind: 'failed', status: 500, outcome: 'upstream-error', attempts: 0 });
     throw err;
@@ -92,11 +95,11 @@ async function deliver(
   res: ServerResponse,
   sent: Awaited<ReturnType<typeof sendWithRetry>>,
   stripUsageChunk: boolean,
-  requestId: string,
+  headers: Record<string, string>,
 ): Promise<RequestEnd> {
   switch (sent.kind) {
     case 'stream': {
-      const r = await relayResponse(res, sent.response, { stripUsageChunk, requestId, meter: true });
+      const r = await relayResponse(res, sent.response, { stripUsageChunk, meter: true, headers });
       return {
         kind: 'relayed',
         status: sent.response.statusCode,
@@ -107,16 +110,16 @@ async function deliver(
       };
     }
     case 'buffered': {
-      const headers = clientHeaders(sent.headers);
-      headers['content-type'] = 'application/json; charset=utf-8';
-      headers['content-length'] = String(sent.body.length);
-      headers['x-request-id'] = requestId;
-      res.writeHead(sent.status, headers);
+      const out = clientHeaders(sent.headers);
+      for (const name in headers) out[name] = headers[name] as string;
+      out['content-type'] = 'application/json; charset=utf-8';
+      out['content-length'] = String(sent.body.length);
+      res.writeHead(sent.status, out);
       res.end(sent.body);
       return { kind: 'failed', status: sent.status, outcome: 'upstream-error', attempts: sent.attempts };
     }
     case 'error':
-      sendError(res, sent.error, { 'x-request-id': requestId });
+      sendError(res, sent.error, headers);
       return {
         kind: 'failed',
         status: sent.error.status,

@@ -5,10 +5,10 @@
  * is billed for exactly what was delivered.
  */
 import type { ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import { usageFromOpenAI, type Usage } from '../billing/cost.js';
 import { SseUsageTracker } from '../billing/sse-usage.js';
 import { clientHeaders } from '../upstream/forward-headers.js';
+import type { UpstreamResponse } from '../upstream/upstream-client.js';
 
 export type RelayEnd = 'completed' | 'client-gone' | 'upstream-error';
 
@@ -25,8 +25,13 @@ const MAX_CAPTURE = 8 * 1024 * 1024;
 
 export async function relayResponse(
   res: ServerResponse,
-  upstream: Dispatcher.ResponseData,
-  opts: { stripUsageChunk: boolean; requestId: string; meter: boolean },
+  upstream: UpstreamResponse,
+  opts: {
+    stripUsageChunk: boolean;
+    meter: boolean;
+    /** The gateway's own response headers (request id, rate limits), added to upstream's. */
+    headers: Readonly<Record<string, string>>;
+  },
 ): Promise<RelayResult> {
   const headers = clientHeaders(upstream.headers);
   const contentType = String(headers['content-type'] ?? '');
@@ -39,7 +44,9 @@ export async function relayResponse(
     headers['cache-control'] = 'no-cache';
     headers['x-accel-buffering'] = 'no';
   }
-  headers['x-request-id'] = opts.requestId;
+  for (const name in opts.headers) headers[name] = opts.headers[name] as string;
+  // One headers object for writeHead: headers set earlier with setHeader would send Node down
+  // its slower merging path.
   res.writeHead(upstream.statusCode, headers);
   if (sse) res.flushHeaders();
 
@@ -66,19 +73,19 @@ export async function relayResponse(
 }
 
 /**
- * Moves the body with 'data' events (cheaper per chunk than async iteration), pausing upstream
- * while the client's socket is full. When upstream declared a length, the last chunk is written
- * with `end()` so a small JSON answer leaves in one write.
+ * Moves the body chunk by chunk as upstream delivers it, pausing upstream while the client's
+ * socket is full. When upstream declared a length, the last chunk is written with `end()` so a
+ * small JSON answer leaves in one write.
  */
 function pump(
   res: ServerResponse,
-  upstream: Dispatcher.ResponseData,
+  upstream: UpstreamResponse,
   tracker: SseUsageTracker | undefined,
   capture: boolean,
 ): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined }> {
   const body = upstream.body;
   const declared = Number(upstream.headers['content-length'] ?? NaN);
-  const chunks: Buffer[] = [];
+  let chunks: Buffer[] | undefined;
   let captured = 0;
   let received = 0;
   let bytes = 0;
@@ -87,45 +94,43 @@ function pump(
     const finish = (end: RelayEnd): void => {
       if (settled) return;
       settled = true;
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
       res.off('close', onClose);
       res.off('drain', onDrain);
       if (end !== 'completed') body.destroy();
-      resolve({ end, bytes, captured: capture ? Buffer.concat(chunks, captured) : undefined });
+      const kept =
+        chunks === undefined ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, captured);
+      resolve({ end, bytes, captured: capture ? (kept ?? EMPTY) : undefined });
     };
-    const onData = (chunk: Buffer): void => {
-      received += chunk.length;
-      if (capture && captured + chunk.length <= MAX_CAPTURE) {
-        chunks.push(chunk);
-        captured += chunk.length;
-      }
-      const out = tracker === undefined ? chunk : tracker.push(chunk);
-      if (out.length === 0) return;
-      bytes += out.length;
-      if (tracker === undefined && received === declared) {
-        res.end(out);
-        return;
-      }
-      if (!res.write(out)) body.pause();
-    };
-    const onDrain = (): void => {
-      body.resume();
-    };
-    const onEnd = (): void => finish('completed');
-    const onError = (): void => finish(res.destroyed ? 'client-gone' : 'upstream-error');
+    const onDrain = (): void => body.resume();
     const onClose = (): void => {
       if (!res.writableFinished) finish('client-gone');
     };
-    body.on('data', onData);
-    body.on('end', onEnd);
-    body.on('error', onError);
     res.on('close', onClose);
     res.on('drain', onDrain);
+    body.attach({
+      onData(chunk) {
+        if (settled) return;
+        received += chunk.length;
+        if (capture && captured + chunk.length <= MAX_CAPTURE) {
+          (chunks ??= []).push(chunk);
+          captured += chunk.length;
+        }
+        const out = tracker === undefined ? chunk : tracker.push(chunk);
+        if (out.length === 0) return;
+        bytes += out.length;
+        if (tracker === undefined && received === declared) {
+          res.end(out);
+          return;
+        }
+        if (!res.write(out)) body.pause();
+      },
+      onEnd: () => finish('completed'),
+      onError: () => finish(res.destroyed ? 'client-gone' : 'upstream-error'),
+    });
   });
 }
 
+const EMPTY = Buffer.alloc(0);
 const USAGE_KEY = Buffer.from('"usage"');
 
 /**

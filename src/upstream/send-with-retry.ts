@@ -3,14 +3,15 @@
  * 5xx, 429 or key fault, up to MAX_ATTEMPTS within one overall deadline. Nothing has been sent to
  * the client while this runs, so a retry is always invisible; the caller commits the response.
  */
-import type { Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors/catalogue.js';
 import type { KeyPool, PoolKey } from '../keys/key-pool.js';
+import type { Cancel } from './cancel.js';
 import { classifyResponse, isRetryable, type UpstreamOutcome } from './classify-outcome.js';
 import { upstreamHeaders } from './forward-headers.js';
 import { sanitizeErrorBody } from './sanitize-error.js';
-import type { UpstreamClient } from './upstream-client.js';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { UpstreamBody } from './upstream-body.js';
+import type { UpstreamClient, UpstreamHeaders, UpstreamResponse } from './upstream-client.js';
 
 export interface RetryPolicy {
   readonly maxAttempts: number;
@@ -23,7 +24,7 @@ export interface OutboundRequest {
   readonly path: string;
   readonly clientHeaders: IncomingHttpHeaders;
   readonly body: Buffer | undefined;
-  readonly signal: AbortSignal;
+  readonly cancel: Cancel;
 }
 
 export type SendResult =
@@ -31,14 +32,14 @@ export type SendResult =
   | {
       readonly kind: 'stream';
       readonly key: PoolKey;
-      readonly response: Dispatcher.ResponseData;
+      readonly response: UpstreamResponse;
       readonly attempts: number;
     }
   /** A final upstream error, already read and sanitised. */
   | {
       readonly kind: 'buffered';
       readonly status: number;
-      readonly headers: Dispatcher.ResponseData['headers'];
+      readonly headers: UpstreamHeaders;
       readonly body: Buffer;
       readonly attempts: number;
     }
@@ -46,6 +47,7 @@ export type SendResult =
   | { readonly kind: 'aborted'; readonly attempts: number };
 
 const MAX_ERROR_BODY = 64 * 1024;
+const NONE_TRIED: ReadonlySet<number> = new Set();
 
 export async function sendWithRetry(
   pool: KeyPool,
@@ -54,14 +56,15 @@ export async function sendWithRetry(
   req: OutboundRequest,
   onAttempt: (outcome: UpstreamOutcome) => void,
 ): Promise<SendResult> {
-  const tried = new Set<number>();
+  // Ids of the keys tried so far; almost every request needs one attempt, so no Set up front.
+  let tried: Set<number> | undefined;
   const deadline = Date.now() + policy.deadlineMs;
   let last: SendResult | undefined;
   let attempts = 0;
+  const cancel = req.cancel;
   while (attempts < policy.maxAttempts) {
-    const key = pool.pick(tried);
+    const key = pool.pick(tried ?? NONE_TRIED);
     if (key === undefined) break;
-    tried.add(key.id);
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
       last = { kind: 'error', error: new GatewayError('upstream_timeout'), attempts };
@@ -73,10 +76,10 @@ export async function sendWithRetry(
       path: req.path,
       headers: upstreamHeaders(req.clientHeaders, key.secret, req.body?.length ?? 0),
       body: req.body,
-      signal: req.signal,
+      cancel,
       headersTimeoutMs: Math.min(policy.attemptTimeoutMs, remaining),
     });
-    if (req.signal.aborted) {
+    if (cancel.aborted) {
       if (result.kind === 'response') result.response.body.destroy();
       return { kind: 'aborted', attempts };
     }
@@ -104,8 +107,10 @@ export async function sendWithRetry(
       last = finalError(statusCode, headers, raw, outcome, attempts);
       if (!isRetryable(outcome)) return last;
     }
-    if (attempts < policy.maxAttempts) await backoff(attempts, deadline, req.signal);
-    if (req.signal.aborted) return { kind: 'aborted', attempts };
+    // Only a failed attempt gets here: the next one must use another key.
+    (tried ??= new Set()).add(key.id);
+    if (attempts < policy.maxAttempts) await backoff(attempts, deadline, cancel);
+    if (cancel.aborted) return { kind: 'aborted', attempts };
   }
   return last ?? { kind: 'error', error: new GatewayError('no_upstream_key'), attempts };
 }
@@ -116,7 +121,7 @@ export async function sendWithRetry(
  */
 function finalError(
   status: number,
-  headers: Dispatcher.ResponseData['headers'],
+  headers: UpstreamHeaders,
   raw: Buffer,
   outcome: UpstreamOutcome,
   attempts: number,
@@ -131,36 +136,40 @@ function finalError(
   return { kind: 'buffered', status, headers, body: sanitizeErrorBody(status, raw), attempts };
 }
 
-async function readCapped(body: Dispatcher.ResponseData['body'], cap: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (size + chunk.length > cap) {
-        chunks.push(chunk.subarray(0, cap - size));
-        size = cap;
-        body.destroy();
-        break;
-      }
-      chunks.push(chunk);
-      size += chunk.length;
-    }
-  } catch {
-    // a broken error body still classifies by status
-  }
-  return Buffer.concat(chunks, size);
+/** Reads an error body, keeping at most `cap` bytes; a broken body still classifies by status. */
+function readCapped(body: UpstreamBody, cap: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (): void => resolve(Buffer.concat(chunks, size));
+    body.attach({
+      onData(chunk) {
+        if (size + chunk.length > cap) {
+          chunks.push(chunk.subarray(0, cap - size));
+          size = cap;
+          body.destroy();
+          done();
+          return;
+        }
+        chunks.push(chunk);
+        size += chunk.length;
+      },
+      onEnd: done,
+      onError: done,
+    });
+  });
 }
 
 /** Short jittered pause between attempts so a burst of retries does not hammer the next key. */
-function backoff(attempt: number, deadline: number, signal: AbortSignal): Promise<void> {
+function backoff(attempt: number, deadline: number, cancel: Cancel): Promise<void> {
   const ms = Math.min(Math.max(0, deadline - Date.now()), 5 + Math.random() * 20 * attempt);
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done(): void {
       clearTimeout(timer);
-      signal.removeEventListener('abort', done);
+      cancel.onAbort(undefined);
       resolve();
     }
-    signal.addEventListener('abort', done, { once: true });
+    cancel.onAbort(done);
   });
 }

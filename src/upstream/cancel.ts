@@ -1,0 +1,28 @@
+/**
+ * Cancellation of one client request's upstream work: the running attempt or the pause between
+ * two attempts. A plain object rather than an AbortController, because there is one per request
+ * on the hot path and only ever one listener (the heap profile put AbortSignal at 1.4 kB and
+ * 3 % of the CPU per request).
+ */
+export class Cancel {
+  private done = false;
+  private hook: (() => void) | undefined;
+
+  get aborted(): boolean {
+    return this.done;
+  }
+
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    const hook = this.hook;
+    this.hook = undefined;
+    hook?.();
+  }
+
+  /** Sets what `abort()` runs (replacing the previous hook); runs it at once if already aborted. */
+  onAbort(hook: (() => void) | undefined): void {
+    if (this.done) hook?.();
+    else this.hook = hook;
+  }
+}
