@@ -76,6 +76,9 @@ export async function relayResponse(
  * Moves the body chunk by chunk as upstream delivers it, pausing upstream while the client's
  * socket is full. When upstream declared a length, the last chunk is written with `end()` so a
  * small JSON answer leaves in one write.
+ *
+ * A client that leaves needs no listener here: the pipeline cancels the upstream request, which
+ * ends this body with an error while `res` is already destroyed ('client-gone').
  */
 function pump(
   res: ServerResponse,
@@ -89,24 +92,22 @@ function pump(
   let captured = 0;
   let received = 0;
   let bytes = 0;
+  let waiting = false;
   return new Promise((resolve) => {
     let settled = false;
     const finish = (end: RelayEnd): void => {
       if (settled) return;
       settled = true;
-      res.off('close', onClose);
-      res.off('drain', onDrain);
+      if (waiting) res.off('drain', onDrain);
       if (end !== 'completed') body.destroy();
       const kept =
-        chunks === undefined ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, captured);
-      resolve({ end, bytes, captured: capture ? (kept ?? EMPTY) : undefined });
+        chunks === undefined ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, captured);
+      resolve({ end, bytes, captured: capture ? kept : undefined });
     };
-    const onDrain = (): void => body.resume();
-    const onClose = (): void => {
-      if (!res.writableFinished) finish('client-gone');
+    const onDrain = (): void => {
+      waiting = false;
+      body.resume();
     };
-    res.on('close', onClose);
-    res.on('drain', onDrain);
     body.attach({
       onData(chunk) {
         if (settled) return;
@@ -122,7 +123,12 @@ function pump(
           res.end(out);
           return;
         }
-        if (!res.write(out)) body.pause();
+        if (!res.write(out) && !waiting) {
+          // Back-pressure: hold upstream until the client's socket drains.
+          waiting = true;
+          body.pause();
+          res.once('drain', onDrain);
+        }
       },
       onEnd: () => finish('completed'),
       onError: () => finish(res.destroyed ? 'client-gone' : 'upstream-error'),

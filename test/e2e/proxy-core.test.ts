@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { toFile } from 'openai';
 import { startMockUpstream, mockSpeechBytes, type MockUpstream } from '../support/mock-upstream.js';
-import { startGateway, call, type TestGateway } from '../support/gateway.js';
+import { request } from 'node:http';
+import { startGateway, call, ROOT_KEY, type TestGateway } from '../support/gateway.js';
 
 const K1 = 'sk-upstream-core-aaaaaaaaaaaaaaaa0001';
 const K2 = 'sk-upstream-core-bbbbbbbbbbbbbbbb0002';
@@ -79,6 +80,40 @@ describe('OpenAI surface through the SDK', () => {
     const r = await gw.client().audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Hello world' });
     const bytes = Buffer.from(await r.arrayBuffer());
     expect(bytes.equals(mockSpeechBytes('Hello world'))).toBe(true);
+  });
+
+  it('relays a large body to a client that stops reading for a while, intact', async () => {
+    const size = 8 * 1024 * 1024;
+    const body = JSON.stringify({ model: 'tts-1', voice: 'alloy', input: 'big', x_mock_bytes: size });
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const u = new URL(`${gw.url}/v1/audio/speech`);
+      const req = request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: 'POST',
+          headers: { authorization: `Bearer ${ROOT_KEY}`, 'content-type': 'application/json' },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.once('data', (c: Buffer) => {
+            chunks.push(c);
+            res.pause(); // a client that stops reading for a while
+            setTimeout(() => {
+              res.on('data', (d: Buffer) => chunks.push(d));
+              res.resume();
+            }, 300);
+          });
+          res.on('end', () => resolve(Buffer.concat(chunks)));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    expect(got.length).toBe(size);
+    expect(got.equals(mockSpeechBytes('big', size))).toBe(true);
   });
 
   it('lists models', async () => {

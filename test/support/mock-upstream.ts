@@ -120,9 +120,13 @@ export function mockEmbedding(text: string): number[] {
 
 /** The deterministic bytes the mock returns from /v1/audio/speech for `input`. */
 export function mockSpeechBytes(input: string, size = SPEECH_BYTES): Buffer {
-  const blocks: Buffer[] = [];
-  for (let i = 0; i * 32 < size; i++) blocks.push(createHash('sha256').update(`${i}:${input}`).digest());
-  return Buffer.concat(blocks).subarray(0, size);
+  // 4 KiB blocks, each its own digest repeated: distinct blocks (reordering shows) at low cost.
+  const out = Buffer.alloc(size);
+  for (let i = 0; i * 4096 < size; i++) {
+    const digest = createHash('sha256').update(`${i}:${input}`).digest();
+    for (let at = i * 4096; at < Math.min(size, (i + 1) * 4096); at += 32) digest.copy(out, at);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -499,7 +503,11 @@ function audioSpeech(_ctx: Ctx, body: Json): Reply {
     type: 'body',
     status: 200,
     headers: { 'content-type': 'audio/mpeg' },
-    body: mockSpeechBytes(str(body.input, '')),
+    // `x_mock_bytes` (tests only) asks for a longer clip, e.g. to test back-pressure.
+    body: mockSpeechBytes(
+      str(body.input, ''),
+      typeof body.x_mock_bytes === 'number' ? body.x_mock_bytes : SPEECH_BYTES,
+    ),
   };
 }
 
