@@ -71,12 +71,15 @@ export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSin
   const insertLedger = sqlite.prepare(
     'insert into ledger (account_id, kind, amount, request_id, note, created_at) values (?, ?, ?, ?, ?, ?)',
   );
+  // Positional parameters for the per-request rows: binding by name looks every column up on
+  // the row object through the V8 API, about twice the cost.
   const insertUsage = sqlite.prepare(
-    `${insertSql('usage_records', USAGE_COLUMNS)} on conflict (request_id) do nothing`,
+    `insert into usage_records (${USAGE_COLUMNS.join(', ')}) values (${USAGE_COLUMNS.map(() => '?').join(', ')})
+     on conflict (request_id) do nothing`,
   );
   const upsertDaily = sqlite.prepare(
     `insert into usage_daily (account_id, day, model, requests, cost, prompt_tokens, completion_tokens)
-     values (@account_id, @day, @model, @requests, @cost, @prompt_tokens, @completion_tokens)
+     values (?, ?, ?, ?, ?, ?, ?)
      on conflict (account_id, day, model) do update set
        requests = requests + excluded.requests, cost = cost + excluded.cost,
        prompt_tokens = prompt_tokens + excluded.prompt_tokens,
@@ -98,8 +101,28 @@ export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSin
     }
     for (const l of b.ledger)
       insertLedger.run(l.account_id, l.kind, l.amount, l.request_id, l.note, l.created_at);
-    for (const u of b.usage) insertUsage.run(u);
-    for (const d of b.daily) upsertDaily.run(d);
+    for (const u of b.usage) {
+      // Same order as USAGE_COLUMNS.
+      insertUsage.run(
+        u.request_id,
+        u.account_id,
+        u.model,
+        u.path,
+        u.day,
+        u.prompt_tokens,
+        u.cached_tokens,
+        u.completion_tokens,
+        u.cost,
+        u.status,
+        u.outcome,
+        u.attempts,
+        u.usage_source,
+        u.created_at,
+      );
+    }
+    for (const d of b.daily) {
+      upsertDaily.run(d.account_id, d.day, d.model, d.requests, d.cost, d.prompt_tokens, d.completion_tokens);
+    }
   });
 
   return {

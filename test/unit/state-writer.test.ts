@@ -72,26 +72,68 @@ describe.each(sinks)('%s', (_name, makeSink) => {
       flushIntervalMs: 1000,
       statsInterval: 1000,
     });
+    // Every column a distinct value, so a column written into another's place shows.
     const row = {
       request_id: 'req_1',
       account_id: 1,
       model: 'm',
       path: '/v1/x',
       day: '2026-01-01',
-      prompt_tokens: 1,
-      cached_tokens: 0,
-      completion_tokens: 1,
+      prompt_tokens: 11,
+      cached_tokens: 3,
+      completion_tokens: 13,
       cost: 7,
+      status: 200,
+      outcome: 'completed',
+      attempts: 2,
+      usage_source: 'upstream',
+      created_at: 1_700_000_000_000,
+    };
+    writer.addUsage(row);
+    writer.addUsage(row);
+    await writer.flush();
+    const stored = await store.db.selectFrom('usage_records').selectAll().execute();
+    expect(stored).toHaveLength(1);
+    expect(
+      Object.fromEntries(
+        Object.entries(stored[0] ?? {}).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v]),
+      ),
+    ).toEqual(row);
+  });
+
+  it('adds usage rows into the per-day aggregate, column by column', async () => {
+    const writer = new StateWriter(sink, pino({ level: 'silent' }), {
+      flushIntervalMs: 1000,
+      statsInterval: 1000,
+    });
+    const base = {
+      account_id: 4,
+      model: 'gpt-x',
+      path: '/v1/x',
+      day: '2026-02-03',
+      cached_tokens: 0,
       status: 200,
       outcome: 'completed',
       attempts: 1,
       usage_source: 'upstream',
       created_at: 0,
     };
-    writer.addUsage(row);
-    writer.addUsage(row);
+    writer.addUsage({ ...base, request_id: 'a', prompt_tokens: 5, completion_tokens: 7, cost: 100 });
+    writer.addUsage({ ...base, request_id: 'b', prompt_tokens: 50, completion_tokens: 70, cost: 1000 });
     await writer.flush();
-    expect(await store.db.selectFrom('usage_records').selectAll().execute()).toHaveLength(1);
+    writer.addUsage({ ...base, request_id: 'c', prompt_tokens: 500, completion_tokens: 700, cost: 10000 });
+    await writer.flush();
+    const daily = await store.db.selectFrom('usage_daily').selectAll().where('account_id', '=', 4).execute();
+    expect(
+      daily.map((d) => [
+        d.day,
+        d.model,
+        Number(d.requests),
+        Number(d.cost),
+        Number(d.prompt_tokens),
+        Number(d.completion_tokens),
+      ]),
+    ).toEqual([['2026-02-03', 'gpt-x', 3, 11100, 555, 777]]);
   });
 
   it('never writes a deleted account back, even when a late settlement marks it dirty', async () => {
