@@ -2,6 +2,7 @@
  * Process entry: load the configuration (exit with every problem listed when it is invalid),
  * build the app, listen, and stop gracefully on SIGTERM/SIGINT.
  */
+import { setFlagsFromString } from 'node:v8';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
 
@@ -15,6 +16,14 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw err;
+  }
+  if (config.heapGrowthPercent > 0) {
+    // On a large machine V8 lets the old generation grow to about 4× the live heap between major
+    // collections, which for this gateway is mostly dead request objects: ~50 MB of resident
+    // memory under load for nothing. A fixed factor keeps the heap near its live size at a cost of
+    // a few more (concurrent) major GCs. V8 reads this flag at every collection, so setting it at
+    // run time takes effect.
+    setFlagsFromString(`--heap-growing-percent=${config.heapGrowthPercent}`);
   }
   const app = await buildApp(config);
   await app.listen();

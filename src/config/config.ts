@@ -55,6 +55,8 @@ export interface Config {
   readonly timeZone: string;
   readonly statsInterval: number;
   readonly flushIntervalMs: number;
+  /** V8 old-generation growth between major GCs, in percent; 0 leaves V8's own heuristics. */
+  readonly heapGrowthPercent: number;
   readonly userMinBalance: Micros;
   readonly userApiMinBalance: Micros;
   readonly pricesFile: string | undefined;
@@ -211,6 +213,7 @@ export function loadConfig(env: Env): Config {
     timeZone,
     statsInterval: int('STATS_INTERVAL', 100, 1, 1_000_000),
     flushIntervalMs: int('FLUSH_INTERVAL_MS', 1_000, 10, 60_000),
+    heapGrowthPercent: int('HEAP_GROWTH_PERCENT', 50, 0, 1_000),
     userMinBalance: usd('USER_MIN_BALANCE', 2),
     userApiMinBalance: usd('USER_API_MIN_BALANCE', 20),
     pricesFile: opt('PRICES_FILE'),

@@ -215,8 +215,12 @@ describe('gates', () => {
     }
     const key = await createChild(gw, 'hasdefault', 5);
     expect(
-      (await call(gw, '/v1/chat/completions', { key, body: { model: 'mystery-model', max_tokens: 10, messages: [] } }))
-        .status,
+      (
+        await call(gw, '/v1/chat/completions', {
+          key,
+          body: { model: 'mystery-model', max_tokens: 10, messages: [] },
+        })
+      ).status,
     ).toBe(200);
   });
 

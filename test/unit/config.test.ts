@@ -14,6 +14,7 @@ describe('loadConfig', () => {
     expect(c.userMinBalance).toBe(2_000_000);
     expect(c.userApiMinBalance).toBe(20_000_000);
     expect(c.statsInterval).toBe(100);
+    expect(c.heapGrowthPercent).toBe(50);
     expect(Object.isFrozen(c)).toBe(true);
   });
 
@@ -42,12 +43,13 @@ describe('loadConfig', () => {
         LOG_LEVEL: 'loud',
         TZ: 'Mars/Base',
         DEFAULT_MODEL_PRICE: 'free',
+        HEAP_GROWTH_PERCENT: '-5',
       });
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(ConfigError);
       const problems = (err as ConfigError).problems;
-      expect(problems).toHaveLength(7);
+      expect(problems).toHaveLength(8);
       expect((err as Error).message).toContain('PORT');
       expect((err as Error).message).toContain('MASTER_KEY');
     }

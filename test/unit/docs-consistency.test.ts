@@ -6,7 +6,11 @@ import { ERRORS } from '../../src/errors/catalogue.js';
 
 const read = (p: string): string => readFileSync(new URL(`../../${p}`, import.meta.url), 'utf8');
 const configSource = read('src/config/config.ts');
-const envNames = [...new Set([...configSource.matchAll(/\b(?:str|int|num|bool|opt|list|usd)\('([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]!))];
+const envNames = [
+  ...new Set(
+    [...configSource.matchAll(/\b(?:str|int|num|bool|opt|list|usd)\('([A-Z][A-Z0-9_]+)'/g)].map((m) => m[1]!),
+  ),
+];
 
 describe('documentation matches the code', () => {
   it('finds the variables the config reads', () => {
