@@ -72,8 +72,36 @@ export function convertRates(amount: Micros, fromRates: RateMicros, toRates: Rat
 /**
  * Cost of metered usage: Σ units × unit price (micros per 1M units) × rates, rounded up once to the
  * micro-dollar so that no request is ever charged less than it cost.
+ *
+ * Every request computes this twice (reservation and settlement), so it runs on plain integers
+ * while every intermediate value is a safe integer (always, for ordinary token counts and
+ * prices), and falls back to BigInt otherwise. Both paths give the exact same result.
  */
 export function usageCost(
+  lines: ReadonlyArray<{ units: number; microsPerMillion: number }>,
+  rates: RateMicros,
+): Micros {
+  let total = 0;
+  for (const line of lines) {
+    if (line.units <= 0) continue;
+    const product = Math.round(line.units) * Math.round(line.microsPerMillion);
+    total += product;
+    if (!Number.isSafeInteger(product) || !Number.isSafeInteger(total)) return usageCostBig(lines, rates);
+  }
+  if (total === 0) return 0;
+  const num = total * rates;
+  if (!Number.isSafeInteger(num)) return usageCostBig(lines, rates);
+  // Exact: num < 2^53 makes the quotient < 9008, where doubles are spaced < 1.9e-12 apart, so the
+  // rounding error (< 1e-12) cannot carry a quotient across an integer (a non-integer one is at
+  // least 1/COST_DEN = 1e-12 away from it).
+  return Math.ceil(num / COST_DEN);
+}
+
+/** 1M units × RATE_ONE: the divisor that turns Σ units × price × rates into micros. */
+const COST_DEN = 1_000_000 * RATE_ONE;
+
+/** `usageCost` in BigInt, for quantities too large for exact Number arithmetic. Exported for tests. */
+export function usageCostBig(
   lines: ReadonlyArray<{ units: number; microsPerMillion: number }>,
   rates: RateMicros,
 ): Micros {

@@ -8,7 +8,7 @@ import {
   worstCaseCost,
   type Usage,
 } from '../../src/billing/cost.js';
-import { RATE_ONE } from '../../src/billing/money.js';
+import { RATE_ONE, usageCost, usageCostBig } from '../../src/billing/money.js';
 import type { ModelPrice } from '../../src/billing/price-table.js';
 import { parsePriceTable } from '../../src/billing/price-table.js';
 
@@ -276,5 +276,37 @@ describe('usageFromOpenAI', () => {
         }
       }),
     );
+  });
+});
+
+describe('usageCost', () => {
+  const line = fc.record({
+    units: fc.oneof(
+      fc.integer({ min: 0, max: 10_000_000 }),
+      fc.integer({ min: 0, max: 1e12 }),
+      fc.double({ min: 0, max: 1e9, noNaN: true }),
+    ),
+    microsPerMillion: fc.oneof(fc.integer({ min: 0, max: 200_000_000 }), fc.integer({ min: 0, max: 1e12 })),
+  });
+  const rates = fc.oneof(fc.constant(RATE_ONE), fc.integer({ min: 1, max: 1e12 }));
+
+  it('gives exactly the BigInt result on the fast path and on the fallback', () => {
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 6 }), rates, (lines, r) => {
+        expect(usageCost(lines, r)).toBe(usageCostBig(lines, r));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+
+  it('rounds up at the exact boundaries', () => {
+    // 1M tokens at 1 micro per 1M tokens, at rates 1.0: exactly 1 micro; one unit more rounds up.
+    expect(usageCost([{ units: 1_000_000, microsPerMillion: 1 }], RATE_ONE)).toBe(1);
+    expect(usageCost([{ units: 1_000_001, microsPerMillion: 1 }], RATE_ONE)).toBe(2);
+    expect(usageCost([{ units: 1, microsPerMillion: 1 }], RATE_ONE)).toBe(1);
+    // Near 2^53: the fallback takes over and still rounds exactly.
+    const big = [{ units: 9_007_199_254, microsPerMillion: 1_000_000 }];
+    expect(usageCost(big, RATE_ONE)).toBe(usageCostBig(big, RATE_ONE));
+    expect(usageCost(big, 3 * RATE_ONE)).toBe(usageCostBig(big, 3 * RATE_ONE));
   });
 });
