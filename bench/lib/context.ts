@@ -37,7 +37,7 @@ export const plan = {
       { label: 'accounts', keys: 10, accounts: QUICK ? 10_000 : 100_000 },
       { label: 'large', keys: QUICK ? 1_000 : 10_000, accounts: QUICK ? 10_000 : 100_000 },
     ],
-    rounds: QUICK ? 1 : 3,
+    rounds: QUICK ? 1 : 5,
     seconds: QUICK ? 2 : 5,
   },
   many: {

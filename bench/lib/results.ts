@@ -136,6 +136,28 @@ export function summarise(res: Results): Summary {
     ),
     cpuUsPerChunk: row((w) => burst(w, (b) => b.cpuUsPerChunk)),
   };
+  // The ratios the targets use are paired: gateway / reference within each round (measured back
+  // to back), then the median over rounds. The machine's speed drifts between rounds (other VMs on
+  // the host); a ratio of two medians taken from different rounds would carry that drift.
+  const paired = (
+    key: string,
+    pick: (r: Round) => { gateway: number | undefined; reference: number | undefined },
+  ): void => {
+    const ratios = R.map(pick)
+      .filter((p) => p.gateway !== undefined && p.reference !== undefined)
+      .map((p) => ratio(p.gateway ?? NaN, p.reference ?? NaN));
+    const rowOf = summary[key];
+    if (rowOf !== undefined && ratios.length > 0) rowOf.ratio = median(ratios);
+  };
+  paired('rps64', (r) => ({ gateway: r.json.gateway?.rps, reference: r.json.reference?.rps }));
+  paired('cpuUsPerReq', (r) => ({
+    gateway: r.json.gateway?.cpuUsPerReq,
+    reference: r.json.reference?.cpuUsPerReq,
+  }));
+  paired('cpuUsPerChunk', (r) => ({
+    gateway: r.burst.gateway?.cpuUsPerChunk,
+    reference: r.burst.reference?.cpuUsPerChunk,
+  }));
   const lat = summary['latency1Ms'];
   if (lat !== undefined) {
     const d = lat.direct ?? NaN;
@@ -210,10 +232,19 @@ export function evaluateTargets(res: Results): Target[] {
   const small = sc?.[0];
   const large = sc?.[sc.length - 1];
   if (small !== undefined && large !== undefined && small !== large) {
-    const cpu = (c: ScaleConfig): number => median(c.runs.map((r) => r.cpuUsPerReq));
-    const rps = (c: ScaleConfig): number => median(c.runs.map((r) => r.rps));
-    const cpuRatio = cpu(large) / cpu(small);
-    const rpsRatioScale = rps(large) / rps(small);
+    // Paired like the head-to-head ratios: large / small within each round (measured back to
+    // back), median over rounds.
+    const pairs = (f: (j: JsonLoad) => number): number =>
+      median(
+        large.runs
+          .map((j, i) => {
+            const base = small.runs[i];
+            return base === undefined ? NaN : f(j) / f(base);
+          })
+          .filter(Number.isFinite),
+      );
+    const cpuRatio = pairs((j) => j.cpuUsPerReq);
+    const rpsRatioScale = pairs((j) => j.rps);
     out.push(
       t(
         'Flat per-request cost (scale run)',
@@ -262,7 +293,7 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
       `| ${t.name} | ${t.goal} | ${t.value} | ${t.pass === undefined ? 'n/a' : t.pass ? 'PASS' : '**FAIL**'} |`,
     );
   }
-  L.push('', '### Gateway vs reference (medians over rounds)', '');
+  L.push('', '### Gateway vs reference (medians over rounds; ratios of throughput and CPU paired per round)', '');
   L.push(
     '| Metric | Direct to mock | Reference proxy | Gateway | Gateway / reference |',
     '|---|---|---|---|---|',

@@ -73,8 +73,13 @@ export async function scalePhase(res: Results, mockUrl: string, logDir: string):
   res.scale = all.map((s) => s.config);
   // A little longer than elsewhere: each gateway is fresh, and the first run is the cold one.
   for (const s of all) await jsonLoad(s.target, plan.connections, plan.warmupSeconds + 1);
+  // `small` and `large` (first and last size) are measured back to back in every round, since the
+  // target compares them pairwise; the two diagnostic sizes go around them.
+  const first = all[0];
+  const last = all[all.length - 1];
+  const paired = first !== undefined && last !== undefined ? [first, last, ...all.slice(1, -1)] : all;
   for (let r = 1; r <= plan.scale.rounds; r++) {
-    const order = r % 2 === 1 ? all : [...all].reverse();
+    const order = r % 2 === 1 ? paired : [...paired].reverse();
     for (const s of order) {
       await sleep(plan.pauseMs);
       const j = await quietly(`scale ${s.config.label}`, () =>
