@@ -2,7 +2,7 @@
  * Persistence of upstream keys (the store is the truth across restarts; the pool is the truth in
  * between). Written with Kysely so it runs on every backend the store supports.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
 import type { KeyState, KeyStatus } from './key-state.js';
 
@@ -43,6 +43,9 @@ export interface KeyRepository {
   ): Promise<void>;
   delete(id: number): Promise<void>;
 }
+
+/** Keys per counter UPDATE: 4 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535. */
+const COUNTER_CHUNK = 1_000;
 
 export function createKeyRepository(db: Kysely<Database>): KeyRepository {
   return {
@@ -109,18 +112,24 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
         .execute();
     },
     async addCounters(batch, now) {
+      // One UPDATE … FROM (VALUES …) per chunk instead of one statement per key: with 10,000 pool
+      // keys the periodic flush was 10,000 statements (150–200 ms of event loop). VALUES columns
+      // are named column1… by SQLite and PostgreSQL alike; the casts give PostgreSQL their types.
       await db.transaction().execute(async (trx) => {
-        for (const b of batch) {
-          await trx
-            .updateTable('upstream_keys')
-            .set((eb) => ({
-              requests: eb('requests', '+', b.requests),
-              failures: eb('failures', '+', b.failures),
-              last_error: b.lastError,
-              updated_at: now,
-            }))
-            .where('id', '=', b.id)
-            .execute();
+        for (let at = 0; at < batch.length; at += COUNTER_CHUNK) {
+          const rows = batch
+            .slice(at, at + COUNTER_CHUNK)
+            .map(
+              (b) =>
+                sql`(cast(${b.id} as integer), cast(${b.requests} as bigint), cast(${b.failures} as bigint), cast(${b.lastError} as text))`,
+            );
+          await sql`update upstream_keys
+            set requests = upstream_keys.requests + v.column2,
+                failures = upstream_keys.failures + v.column3,
+                last_error = v.column4,
+                updated_at = ${now}
+            from (values ${sql.join(rows)}) as v
+            where upstream_keys.id = v.column1`.execute(trx);
         }
       });
     },
