@@ -7,7 +7,7 @@
  *
  * Phases (BENCH_PHASES=main,scale,many): head-to-head rounds, the scale run, many concurrent
  * streams. Writes bench/results/<date>.json and, in full mode, the tables of BENCHMARKS.md.
- * Full mode takes ~5 minutes; BENCH_QUICK=1 is a smoke run of under a minute that writes
+ * Full mode takes ~8 minutes; BENCH_QUICK=1 is a smoke run of under a minute that writes
  * bench/results/<date>-quick.json and leaves BENCHMARKS.md alone.
  * Other knobs: BENCH_ROUNDS, BENCH_DURATION (s), BENCH_STREAMS, BENCH_SKIP_BUILD=1, BENCH_LABEL,
  * BENCH_GATEWAY_ROOT (measure another, already built, gateway package), BENCH_GATEWAY_ENV

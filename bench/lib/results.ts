@@ -293,7 +293,11 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
       `| ${t.name} | ${t.goal} | ${t.value} | ${t.pass === undefined ? 'n/a' : t.pass ? 'PASS' : '**FAIL**'} |`,
     );
   }
-  L.push('', '### Gateway vs reference (medians over rounds; ratios of throughput and CPU paired per round)', '');
+  L.push(
+    '',
+    '### Gateway vs reference (medians over rounds; ratios of throughput and CPU paired per round)',
+    '',
+  );
   L.push(
     '| Metric | Direct to mock | Reference proxy | Gateway | Gateway / reference |',
     '|---|---|---|---|---|',
