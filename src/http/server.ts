@@ -137,9 +137,17 @@ async function dashboard(
  */
 const PROCESS_TAG = randomBytes(4).toString('hex');
 let sequence = 0;
+// The "req_<ms><tag>" prefix changes once per millisecond while a busy gateway asks many times.
+let prefixMs = -1;
+let prefix = '';
 export function nextRequestId(): string {
   sequence = (sequence + 1) % 0x1000000;
-  return `req_${Date.now().toString(36)}${PROCESS_TAG}${sequence.toString(36).padStart(5, '0')}`;
+  const now = Date.now();
+  if (now !== prefixMs) {
+    prefixMs = now;
+    prefix = `req_${now.toString(36)}${PROCESS_TAG}`;
+  }
+  return prefix + sequence.toString(36).padStart(5, '0');
 }
 
 function decodeIdent(raw: string): string {

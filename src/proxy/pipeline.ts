@@ -79,7 +79,7 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
         body: parsed.req.body,
         cancel,
       },
-      (outcome) => deps.metrics.upstreamAttempts.inc({ outcome: outcome.kind }),
+      (outcome) => deps.metrics.countAttempt(outcome.kind),
     );
     settleAfter(deps, ticket, await deliver(res, sent, parsed.req.stripUsageChunk, headers), started);
   } catch (err: unknown) {
@@ -134,8 +134,8 @@ async function deliver(
 
 function settleAfter(deps: ProxyDeps, ticket: Ticket, end: RequestEnd, started: number): void {
   const cost = deps.meter.settle(ticket, end);
-  if (cost > 0) deps.metrics.charged.inc(cost);
+  if (cost > 0) deps.metrics.countCharged(cost);
   const kind = end.kind === 'relayed' ? end.end : end.outcome;
-  deps.metrics.requests.inc({ kind, status: String(end.status) });
+  deps.metrics.countRequest(kind, end.status);
   deps.metrics.duration.observe({ kind }, (performance.now() - started) / 1000);
 }

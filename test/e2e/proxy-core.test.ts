@@ -192,4 +192,27 @@ describe('operations', () => {
     expect(text).toContain('proxyxai_upstream_attempts_total');
     expect(text).not.toContain('sk-');
   });
+
+  it('counts requests, attempts, charges and durations', async () => {
+    const value = (text: string, series: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? 0 : Number(line.slice(series.length + 1));
+    };
+    const series = [
+      'proxyxai_requests_total{kind="completed",status="200"}',
+      'proxyxai_upstream_attempts_total{outcome="ok"}',
+      'proxyxai_request_duration_seconds_count{kind="completed"}',
+    ];
+    const before = await (await fetch(`${gw.url}/metrics`)).text();
+    for (let i = 0; i < 3; i++) {
+      await gw
+        .client()
+        .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    }
+    const after = await (await fetch(`${gw.url}/metrics`)).text();
+    for (const s of series) expect(value(after, s) - value(before, s)).toBe(3);
+    expect(value(after, 'proxyxai_charged_micros_total')).toBeGreaterThan(
+      value(before, 'proxyxai_charged_micros_total'),
+    );
+  });
 });

@@ -54,7 +54,7 @@ describe('KeyRepository.addCounters', () => {
 
   it('leaves keys outside the batch alone', async () => {
     const a = await repo.insert({ keyHash: 'a', ciphertext: 'ca', last4: 'aaaa', now: 1 });
-    const b = await repo.insert({ keyHash: 'b', ciphertext: 'cb', last4: 'bbbb', now: 1 });
+    await repo.insert({ keyHash: 'b', ciphertext: 'cb', last4: 'bbbb', now: 1 });
     await repo.addCounters([{ id: a!.id, requests: 5, failures: 1, lastError: 'x' }], 9);
     const [ra, rb] = await repo.list();
     expect([ra?.requests, ra?.failures, ra?.lastError, ra?.updatedAt]).toEqual([5, 1, 'x', 9]);
