@@ -146,10 +146,16 @@ const USAGE_KEY = Buffer.from('"usage"');
 export function usageFromBody(body: Buffer): Usage | undefined {
   const at = body.lastIndexOf(USAGE_KEY);
   if (at < 0) return undefined;
-  const open = body.indexOf(0x7b, at);
-  // Only `"usage": {` counts: `"usage": null` followed by other objects must not match.
-  if (open < 0 || !/^\s*:\s*$/.test(body.subarray(at + USAGE_KEY.length, open).toString('latin1')))
-    return undefined;
+  // Only `"usage": {` counts (JSON whitespace and one colon between): `"usage": null` followed by
+  // other objects must not match.
+  let open = at + USAGE_KEY.length;
+  let colon = false;
+  for (; open < body.length; open++) {
+    const c = body[open];
+    if (c === 0x3a && !colon) colon = true;
+    else if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
+  }
+  if (!colon || body[open] !== 0x7b) return undefined;
   let depth = 0;
   let inString = false;
   for (let i = open; i < body.length; i++) {
