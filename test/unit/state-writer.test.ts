@@ -136,6 +136,78 @@ describe.each(sinks)('%s', (_name, makeSink) => {
     ).toEqual([['2026-02-03', 'gpt-x', 3, 11100, 555, 777]]);
   });
 
+  it('writes every row of a batch larger than one multi-row insert, in order and intact', async () => {
+    const writer = new StateWriter(makeSink(store), pino({ level: 'silent' }), {
+      flushIntervalMs: 1000,
+      statsInterval: 1000,
+    });
+    const n = 70; // two statements of 32 rows and 6 single rows
+    for (let i = 0; i < n; i++) {
+      writer.addUsage({
+        request_id: `req_${String(i).padStart(3, '0')}`,
+        account_id: 7,
+        model: `m${i % 3}`,
+        path: '/v1/chat/completions',
+        day: '2026-03-04',
+        prompt_tokens: i,
+        cached_tokens: i % 2,
+        completion_tokens: 2 * i,
+        cost: 10 + i,
+        status: 200,
+        outcome: 'completed',
+        attempts: 1 + (i % 3),
+        usage_source: 'upstream',
+        created_at: 1000 + i,
+      });
+      writer.addLedger({
+        account_id: 7,
+        kind: 'usage',
+        amount: -(10 + i),
+        request_id: `req_${String(i).padStart(3, '0')}`,
+        note: `m${i % 3}`,
+        created_at: 1000 + i,
+      });
+    }
+    await writer.flush();
+    const usage = await store.db.selectFrom('usage_records').selectAll().orderBy('request_id').execute();
+    expect(usage).toHaveLength(n);
+    usage.forEach((u, i) => {
+      expect([
+        u.request_id,
+        u.model,
+        Number(u.prompt_tokens),
+        Number(u.cached_tokens),
+        Number(u.completion_tokens),
+        Number(u.cost),
+        u.attempts,
+        Number(u.created_at),
+      ]).toEqual([
+        `req_${String(i).padStart(3, '0')}`,
+        `m${i % 3}`,
+        i,
+        i % 2,
+        2 * i,
+        10 + i,
+        1 + (i % 3),
+        1000 + i,
+      ]);
+    });
+    const ledger = await store.db
+      .selectFrom('ledger')
+      .selectAll()
+      .where('account_id', '=', 7)
+      .orderBy('id')
+      .execute();
+    expect(ledger.map((l) => [l.request_id, Number(l.amount), l.note, Number(l.created_at)])).toEqual(
+      Array.from({ length: n }, (_, i) => [
+        `req_${String(i).padStart(3, '0')}`,
+        -(10 + i),
+        `m${i % 3}`,
+        1000 + i,
+      ]),
+    );
+  });
+
   it('never writes a deleted account back, even when a late settlement marks it dirty', async () => {
     const writer = new StateWriter(sink, pino({ level: 'silent' }), {
       flushIntervalMs: 1000,
