@@ -99,7 +99,7 @@ async function deliver(
 ): Promise<RequestEnd> {
   switch (sent.kind) {
     case 'stream': {
-      const r = await relayResponse(res, sent.response, { stripUsageChunk, meter: true, headers });
+      const r = await relayResponse(res, sent.response, { stripUsageChunk, headers });
       return {
         kind: 'relayed',
         status: sent.response.statusCode,
@@ -110,8 +110,7 @@ async function deliver(
       };
     }
     case 'buffered': {
-      const out = clientHeaders(sent.headers);
-      for (const name in headers) out[name] = headers[name] as string;
+      const out = clientHeaders(sent.headers, headers);
       out['content-type'] = 'application/json; charset=utf-8';
       out['content-length'] = String(sent.body.length);
       res.writeHead(sent.status, out);

@@ -28,23 +28,20 @@ export async function relayResponse(
   upstream: UpstreamResponse,
   opts: {
     stripUsageChunk: boolean;
-    meter: boolean;
     /** The gateway's own response headers (request id, rate limits), added to upstream's. */
     headers: Readonly<Record<string, string>>;
   },
 ): Promise<RelayResult> {
-  const headers = clientHeaders(upstream.headers);
+  const headers = clientHeaders(upstream.headers, opts.headers);
   const contentType = String(headers['content-type'] ?? '');
   const sse = contentType.startsWith('text/event-stream');
-  const tracker =
-    sse && opts.meter ? new SseUsageTracker({ stripUsageChunk: opts.stripUsageChunk }) : undefined;
-  const capture = !sse && opts.meter && contentType.includes('json') && !('content-encoding' in headers);
+  const tracker = sse ? new SseUsageTracker({ stripUsageChunk: opts.stripUsageChunk }) : undefined;
+  const capture = !sse && contentType.includes('json') && !('content-encoding' in headers);
   if (sse) {
     delete headers['content-length'];
     headers['cache-control'] = 'no-cache';
     headers['x-accel-buffering'] = 'no';
   }
-  for (const name in opts.headers) headers[name] = opts.headers[name] as string;
   // One headers object for writeHead: headers set earlier with setHeader would send Node down
   // its slower merging path.
   res.writeHead(upstream.statusCode, headers);

@@ -41,9 +41,13 @@ export function upstreamHeaders(
   return out;
 }
 
-/** Filters upstream response headers (undici gives lower-case names) for the client. */
+/**
+ * Filters upstream response headers (undici gives lower-case names) for the client and adds the
+ * gateway's own (`own`: request id, rate limits), in one object for `writeHead`.
+ */
 export function clientHeaders(
   upstream: Record<string, string | string[] | undefined>,
+  own: Readonly<Record<string, string>> = {},
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in upstream) {
@@ -52,5 +56,6 @@ export function clientHeaders(
     if (v === undefined) continue;
     out[name === 'x-request-id' ? 'x-upstream-request-id' : name] = v;
   }
+  for (const name in own) out[name] = own[name] as string;
   return out;
 }
