@@ -17,6 +17,10 @@ export interface Usage {
   cachedTokens: number;
   completionTokens: number;
   audioPromptTokens?: number;
+  /** Image input tokens (realtime), part of `promptTokens`. */
+  imagePromptTokens?: number;
+  /** Cached audio input tokens (realtime), part of both `cachedTokens` and `audioPromptTokens`. */
+  cachedAudioTokens?: number;
   audioCompletionTokens?: number;
   /** Generated images, priced by `imageQuality` / `imageSize` when the model has variants. */
   images?: number;
@@ -55,15 +59,25 @@ export function computeCost(price: ModelPrice, usage: Usage, rates: RateMicros):
   const lines: Line[] = [];
   const prompt = count(usage.promptTokens);
   const audioIn = Math.min(count(usage.audioPromptTokens), prompt);
-  // Clamp garbage (cached > prompt) instead of billing negative uncached input.
-  const cached = Math.min(count(usage.cachedTokens), prompt - audioIn);
-  const textIn = prompt - audioIn - cached;
+  const imageIn = Math.min(count(usage.imagePromptTokens), prompt - audioIn);
+  // Cached audio is part of the audio input; the other cached tokens are text. Clamp garbage
+  // (cached > prompt) instead of billing negative uncached input.
+  const cachedAudio = Math.min(count(usage.cachedAudioTokens), audioIn, count(usage.cachedTokens));
+  const cached = Math.min(count(usage.cachedTokens) - cachedAudio, prompt - audioIn - imageIn);
+  const textIn = prompt - audioIn - imageIn - cached;
   const completion = count(usage.completionTokens);
   const audioOut = Math.min(count(usage.audioCompletionTokens), completion);
+  const cachedPrice = price.cachedInputMicrosPerM ?? price.inputMicrosPerM;
 
   lines.push({ units: textIn, microsPerMillion: price.inputMicrosPerM });
-  lines.push({ units: cached, microsPerMillion: price.cachedInputMicrosPerM ?? price.inputMicrosPerM });
-  lines.push({ units: audioIn, microsPerMillion: price.audioInputMicrosPerM ?? price.inputMicrosPerM });
+  lines.push({ units: imageIn, microsPerMillion: price.imageInputMicrosPerM ?? price.inputMicrosPerM });
+  lines.push({ units: cached, microsPerMillion: cachedPrice });
+  lines.push({
+    units: audioIn - cachedAudio,
+    microsPerMillion: price.audioInputMicrosPerM ?? price.inputMicrosPerM,
+  });
+  // OpenAI prices cached audio like cached text for every realtime model.
+  lines.push({ units: cachedAudio, microsPerMillion: cachedPrice });
   lines.push({ units: completion - audioOut, microsPerMillion: price.outputMicrosPerM });
   lines.push({ units: audioOut, microsPerMillion: price.audioOutputMicrosPerM ?? price.outputMicrosPerM });
   addExtras(lines, price, usage, imageMicros(price.perImage, usage.imageQuality, usage.imageSize));
@@ -86,7 +100,11 @@ export function worstCaseCost(
   const lines: Line[] = [
     {
       units: ceilCount(promptEstimate),
-      microsPerMillion: Math.max(price.inputMicrosPerM, price.audioInputMicrosPerM ?? 0),
+      microsPerMillion: Math.max(
+        price.inputMicrosPerM,
+        price.audioInputMicrosPerM ?? 0,
+        price.imageInputMicrosPerM ?? 0,
+      ),
     },
     {
       units: ceilCount(maxOutputTokens),
@@ -158,7 +176,9 @@ function nonNegative(v: number | undefined): number {
  * - responses API and gpt-image / gpt-4o-transcribe: `input_tokens`, `output_tokens`,
  *   `input_tokens_details.cached_tokens` (transcription spells it `input_token_details`);
  * - embeddings: `prompt_tokens` only (completion 0);
- * - whisper: `{ "type": "duration", "seconds": n }`.
+ * - whisper: `{ "type": "duration", "seconds": n }`;
+ * - realtime `response.done`: `input_tokens`, `output_tokens`, `input_token_details.{text,audio,image,
+ *   cached}_tokens` with `cached_tokens_details.audio_tokens`, `output_token_details.audio_tokens`.
  * Fields that are not non-negative integers (strings, floats, negatives) are ignored. Returns
  * `undefined` when no usable count is present, so the caller falls back to counting itself.
  */
@@ -176,7 +196,10 @@ export function usageFromOpenAI(obj: unknown): Usage | undefined {
     record(obj['prompt_tokens_details']) ??
     record(obj['input_tokens_details']) ??
     record(obj['input_token_details']);
-  const outDetails = record(obj['completion_tokens_details']) ?? record(obj['output_tokens_details']);
+  const outDetails =
+    record(obj['completion_tokens_details']) ??
+    record(obj['output_tokens_details']) ??
+    record(obj['output_token_details']);
   const usage: Usage = {
     promptTokens: prompt ?? 0,
     cachedTokens: int(inDetails?.['cached_tokens']) ?? 0,
@@ -184,6 +207,11 @@ export function usageFromOpenAI(obj: unknown): Usage | undefined {
   };
   const audioIn = int(inDetails?.['audio_tokens']);
   if (audioIn !== undefined && audioIn > 0) usage.audioPromptTokens = audioIn;
+  const imageIn = int(inDetails?.['image_tokens']);
+  if (imageIn !== undefined && imageIn > 0) usage.imagePromptTokens = imageIn;
+  // Realtime: `input_token_details.cached_tokens_details.audio_tokens`.
+  const cachedAudio = int(record(inDetails?.['cached_tokens_details'])?.['audio_tokens']);
+  if (cachedAudio !== undefined && cachedAudio > 0) usage.cachedAudioTokens = cachedAudio;
   const audioOut = int(outDetails?.['audio_tokens']);
   if (audioOut !== undefined && audioOut > 0) usage.audioCompletionTokens = audioOut;
   return usage;

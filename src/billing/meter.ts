@@ -12,7 +12,7 @@ import type { RateLimiter } from '../accounts/rate-limiter.js';
 import type { StateWriter } from '../store/state-writer.js';
 import type { Calendar } from './calendar.js';
 import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
-import type { Micros } from './money.js';
+import { mulDiv, type Micros } from './money.js';
 import type { ModelPrice, PriceTable } from './price-table.js';
 import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
@@ -32,7 +32,16 @@ export interface Ticket {
   readonly json: Record<string, unknown> | undefined;
   readonly extras: WorstCaseExtras;
   readonly reserved: Micros;
+  /** Percent of the listed prices billed: 100, or the price table's `batch_percent` for batches. */
+  readonly pricePercent: number;
   settled: boolean;
+}
+
+/** One model's metered usage in work billed when it is done (a batch has one per model). */
+export interface DonePart {
+  readonly model: string;
+  readonly price: ModelPrice;
+  readonly usage: Usage;
 }
 
 export type RequestEnd =
@@ -50,6 +59,17 @@ export type RequestEnd =
       readonly kind: 'failed';
       readonly status: number;
       readonly outcome: 'upstream-error' | 'client-gone';
+      readonly attempts: number;
+    }
+  /**
+   * Work the gateway followed until upstream finished it (a batch, a background response):
+   * billed from upstream's usage, one part per model.
+   */
+  | {
+      readonly kind: 'done';
+      readonly status: number;
+      readonly outcome: 'completed' | 'failed' | 'cancelled' | 'expired' | 'incomplete';
+      readonly parts: readonly DonePart[];
       readonly attempts: number;
     };
 
@@ -133,8 +153,67 @@ export class Meter {
         json: req.json,
         extras,
         reserved: reserve,
+        pricePercent: 100,
         settled: false,
       },
+    };
+  }
+
+  /**
+   * Reserves `reserve` for work that is not one HTTP exchange: one realtime response, or a batch
+   * from its creation until it ends. Balance and HardLimit are checked as in `admit`; the IP,
+   * model and RPM gates were passed by the session or the request that started the work.
+   */
+  reserve(
+    account: Account,
+    spec: {
+      readonly requestId: string;
+      readonly path: string;
+      readonly model: string;
+      readonly price: ModelPrice | undefined;
+      readonly reserve: Micros;
+      readonly pricePercent?: number;
+    },
+  ): { ok: true; ticket: Ticket } | { ok: false; error: GatewayError } {
+    const now = this.clock();
+    this.rollWindows(account, now);
+    if (!account.isRoot) {
+      const available = liveBalance(account.cards, now) - account.reserved;
+      if (available < MIN_CALL_BALANCE || spec.reserve > available)
+        return { ok: false, error: new GatewayError('insufficient_balance') };
+      if (account.month.cost + account.reserved + spec.reserve > account.hardLimit)
+        return { ok: false, error: new GatewayError('hard_limit_reached') };
+    }
+    return { ok: true, ticket: this.hold(account, spec) };
+  }
+
+  /**
+   * Holds a reservation without any check: for work that was admitted before a restart (an open
+   * batch) and must keep its money set aside, whatever the balance is now.
+   */
+  hold(
+    account: Account,
+    spec: {
+      readonly requestId: string;
+      readonly path: string;
+      readonly model: string;
+      readonly price: ModelPrice | undefined;
+      readonly reserve: Micros;
+      readonly pricePercent?: number;
+    },
+  ): Ticket {
+    account.reserved += spec.reserve;
+    return {
+      requestId: spec.requestId,
+      account,
+      path: spec.path,
+      model: spec.model,
+      price: spec.price,
+      json: undefined,
+      extras: {},
+      reserved: spec.reserve,
+      pricePercent: spec.pricePercent ?? 100,
+      settled: false,
     };
   }
 
@@ -147,49 +226,59 @@ export class Meter {
     const now = this.clock();
     this.rollWindows(account, now);
 
-    const { usage, source } = this.measure(ticket, end);
-    let cost =
-      ticket.price === undefined || usage === undefined ? 0 : computeCost(ticket.price, usage, account.rates);
-    if (!account.isRoot && cost > 0) {
-      const result = spend(account.cards, cost, now);
-      account.cards = result.cards;
-      // The balance never goes below zero: an underestimated prompt is absorbed, not owed.
-      cost = result.spent;
+    const rates =
+      ticket.pricePercent === 100 ? account.rates : mulDiv(account.rates, ticket.pricePercent, 100, 'ceil');
+    const lines = this.measure(ticket, end);
+    let total = 0;
+    for (const line of lines) {
+      let cost =
+        line.price === undefined || line.usage === undefined ? 0 : computeCost(line.price, line.usage, rates);
+      if (!account.isRoot && cost > 0) {
+        const result = spend(account.cards, cost, now);
+        account.cards = result.cards;
+        // The balance never goes below zero: an underestimated prompt is absorbed, not owed.
+        cost = result.spent;
+      }
+      line.cost = cost;
+      total += cost;
     }
-    account.creditUsed += cost;
+    account.creditUsed += total;
     account.requests++;
-    account.day.cost += cost;
+    account.day.cost += total;
     account.day.requests++;
-    account.month.cost += cost;
+    account.month.cost += total;
     account.month.requests++;
     account.updatedAt = now;
     this.writer.markDirty(account);
-    if (cost > 0 && !account.isRoot) {
-      this.writer.addLedger({
+    const outcome = end.kind === 'relayed' ? end.end : end.outcome;
+    for (const line of lines) {
+      if (line.cost > 0 && !account.isRoot) {
+        this.writer.addLedger({
+          account_id: account.id,
+          kind: 'usage',
+          amount: -line.cost,
+          request_id: line.requestId,
+          note: line.model,
+          created_at: now,
+        });
+      }
+      this.writer.addUsage({
+        request_id: line.requestId,
         account_id: account.id,
-        kind: 'usage',
-        amount: -cost,
-        request_id: ticket.requestId,
-        note: ticket.model,
+        model: line.model,
+        path: ticket.path,
+        day: account.day.period,
+        prompt_tokens: line.usage?.promptTokens ?? 0,
+        cached_tokens: line.usage?.cachedTokens ?? 0,
+        completion_tokens: line.usage?.completionTokens ?? 0,
+        cost: line.cost,
+        status: end.status,
+        outcome,
+        attempts: end.attempts,
+        usage_source: line.source,
         created_at: now,
       });
     }
-    this.writer.addUsage({
-      request_id: ticket.requestId,
-      account_id: account.id,
-      model: ticket.model,
-      path: ticket.path,
-      day: account.day.period,
-      prompt_tokens: usage?.promptTokens ?? 0,
-      cached_tokens: usage?.cachedTokens ?? 0,
-      completion_tokens: usage?.completionTokens ?? 0,
-      cost,
-      status: end.status,
-      outcome: end.kind === 'relayed' ? end.end : end.outcome,
-      attempts: end.attempts,
-      usage_source: source,
-      created_at: now,
-    });
     if (
       !account.isRoot &&
       account.softLimit > 0 &&
@@ -199,7 +288,7 @@ export class Meter {
       account.softNoticeMonth = account.month.period;
       this.onSoftLimit(account);
     }
-    return cost;
+    return total;
   }
 
   /** Starts new day / month windows when the calendar moved on. */
@@ -210,27 +299,47 @@ export class Meter {
   }
 
   /**
-   * What to bill: upstream's own usage when it sent one; otherwise (client gone, broken stream,
-   * upstream ignoring stream usage) the prompt estimate plus the tokens actually delivered.
+   * What to bill, as one line per usage record: upstream's own usage when it sent one; otherwise
+   * (client gone, broken stream, upstream ignoring stream usage) the prompt estimate plus the
+   * tokens actually delivered. Work billed when done has a line per model (usage record ids
+   * `<id>` for the first, `<id>:<model>` for the others).
    */
-  private measure(ticket: Ticket, end: RequestEnd): { usage: Usage | undefined; source: string } {
-    if (end.kind === 'failed' || end.status >= 400) return { usage: undefined, source: 'none' };
+  private measure(ticket: Ticket, end: RequestEnd): Line[] {
+    const line = (usage: Usage | undefined, source: string): Line[] => [
+      { requestId: ticket.requestId, model: ticket.model, price: ticket.price, usage, source, cost: 0 },
+    ];
+    if (end.kind === 'done') {
+      if (end.parts.length === 0) return line(undefined, 'none');
+      return end.parts.map((p, i) => ({
+        requestId: i === 0 ? ticket.requestId : `${ticket.requestId}:${p.model}`,
+        model: p.model,
+        price: p.price,
+        usage: p.usage,
+        source: 'upstream',
+        cost: 0,
+      }));
+    }
+    if (end.kind === 'failed' || end.status >= 400) return line(undefined, 'none');
     if (end.usage !== undefined) {
       // Non-token dimensions (images, speech characters, audio length) come from the request.
-      return { usage: { ...ticketExtrasUsage(ticket), ...end.usage }, source: 'upstream' };
+      return line({ ...ticketExtrasUsage(ticket), ...end.usage }, 'upstream');
     }
     const completion = end.deliveredText === '' ? 0 : countTextTokens(ticket.model, end.deliveredText);
     const prompt = ticket.json === undefined ? 0 : estimatePromptTokens(ticket.path, ticket.json);
-    return {
-      usage: {
-        promptTokens: prompt,
-        cachedTokens: 0,
-        completionTokens: completion,
-        ...ticketExtrasUsage(ticket),
-      },
-      source: 'tokenizer',
-    };
+    return line(
+      { promptTokens: prompt, cachedTokens: 0, completionTokens: completion, ...ticketExtrasUsage(ticket) },
+      'tokenizer',
+    );
   }
+}
+
+interface Line {
+  readonly requestId: string;
+  readonly model: string;
+  readonly price: ModelPrice | undefined;
+  readonly usage: Usage | undefined;
+  readonly source: string;
+  cost: Micros;
 }
 
 function ticketExtrasUsage(ticket: Ticket): Partial<Usage> {

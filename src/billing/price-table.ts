@@ -28,6 +28,8 @@ export interface ModelPrice {
   readonly outputMicrosPerM: Micros;
   readonly audioInputMicrosPerM?: Micros;
   readonly audioOutputMicrosPerM?: Micros;
+  /** Image input tokens (realtime models). */
+  readonly imageInputMicrosPerM?: Micros;
   readonly perImage?: ImagePrice;
   /** Per minute of input audio. */
   readonly perMinuteMicros?: Micros;
@@ -43,7 +45,12 @@ export interface DefaultModelPrice {
 
 export interface PriceTableOptions {
   readonly defaultPrice?: DefaultModelPrice | undefined;
+  /** Percent of the listed prices billed for Batch API requests (the file's `batch_percent`). */
+  readonly batchPercent?: number;
 }
+
+/** OpenAI bills Batch API requests at half the standard prices. */
+export const DEFAULT_BATCH_PERCENT = 50;
 
 /** Thrown by `loadPriceTable` with every problem found, so an operator fixes the file in one pass. */
 export class PriceTableError extends Error {
@@ -71,10 +78,13 @@ export class PriceTable {
   private readonly fallback: ModelPrice | undefined;
   // `null` caches "not priced" too: refused models are looked up on every retry of a bad client.
   private readonly cache = new Map<string, ModelPrice | null>();
+  /** Percent of the listed prices billed for Batch API requests. */
+  readonly batchPercent: number;
 
   constructor(prices: Iterable<readonly [string, ModelPrice]>, options: PriceTableOptions = {}) {
     const map = new Map<string, ModelPrice>();
     for (const [name, price] of prices) map.set(name.toLowerCase(), price);
+    this.batchPercent = options.batchPercent ?? DEFAULT_BATCH_PERCENT;
     this.prices = map;
     const d = options.defaultPrice;
     this.fallback =
@@ -177,36 +187,57 @@ export function loadPriceTable(path: string, options: PriceTableOptions = {}): P
   } catch (err) {
     throw new PriceTableError(path, [err instanceof Error ? err.message : String(err)]);
   }
-  const { prices, problems } = parsePriceTable(json);
+  const { prices, problems, batchPercent } = parsePriceTable(json);
   if (problems.length > 0) throw new PriceTableError(path, problems);
-  return new PriceTable(prices, options);
+  return new PriceTable(prices, { ...options, batchPercent });
 }
 
 /**
  * Validates parsed price-table JSON. Never throws: returns the good entries and one message per
  * problem (`loadPriceTable` refuses the whole file if there is any).
  */
-export function parsePriceTable(json: unknown): { prices: Map<string, ModelPrice>; problems: string[] } {
+export function parsePriceTable(json: unknown): {
+  prices: Map<string, ModelPrice>;
+  problems: string[];
+  batchPercent: number;
+} {
   const prices = new Map<string, ModelPrice>();
   const problems: string[] = [];
-  if (!isRecord(json)) return { prices, problems: ['top level must be an object with a "models" object'] };
+  let batchPercent = DEFAULT_BATCH_PERCENT;
+  if (!isRecord(json)) {
+    return { prices, problems: ['top level must be an object with a "models" object'], batchPercent };
+  }
   for (const key of Object.keys(json)) {
-    if (key !== 'models' && !key.startsWith('$')) problems.push(`unknown top-level field "${key}"`);
+    if (key !== 'models' && key !== 'batch_percent' && !key.startsWith('$'))
+      problems.push(`unknown top-level field "${key}"`);
+  }
+  const batch = json['batch_percent'];
+  if (batch !== undefined) {
+    if (typeof batch === 'number' && Number.isInteger(batch) && batch >= 1 && batch <= 100)
+      batchPercent = batch;
+    else problems.push(`"batch_percent" must be a whole number from 1 to 100, got ${show(batch)}`);
   }
   const models = json['models'];
   if (!isRecord(models)) {
     problems.push('"models" must be an object mapping model name → price');
-    return { prices, problems };
+    return { prices, problems, batchPercent };
   }
   for (const [name, entry] of Object.entries(models)) {
     if (name.startsWith('$')) continue;
     const price = parseEntry(name, entry, problems);
     if (price) prices.set(name, price);
   }
-  return { prices, problems };
+  return { prices, problems, batchPercent };
 }
 
-const TOKEN_FIELDS = ['input', 'cached_input', 'output', 'audio_input', 'audio_output'] as const;
+const TOKEN_FIELDS = [
+  'input',
+  'cached_input',
+  'output',
+  'audio_input',
+  'audio_output',
+  'image_input',
+] as const;
 const KNOWN_FIELDS = new Set<string>([
   ...TOKEN_FIELDS,
   'per_image',
@@ -245,14 +276,20 @@ function parseEntry(name: string, entry: unknown, problems: string[]): ModelPric
   const output = usd('output');
   const audioIn = usd('audio_input');
   const audioOut = usd('audio_output');
+  const imageIn = usd('image_input');
   const perMinute = usd('per_minute');
   const perChars = usd('per_million_chars');
   const perImage = parseImagePrice(where, entry['per_image'], problems);
 
   const has = (f: string): boolean => entry[f] !== undefined;
   if (has('input') !== has('output')) problems.push(`${where}: "input" and "output" must be given together`);
-  if ((has('cached_input') || has('audio_input') || has('audio_output')) && !has('input')) {
-    problems.push(`${where}: "cached_input"/"audio_input"/"audio_output" need "input" and "output"`);
+  if (
+    (has('cached_input') || has('audio_input') || has('audio_output') || has('image_input')) &&
+    !has('input')
+  ) {
+    problems.push(
+      `${where}: "cached_input"/"audio_input"/"audio_output"/"image_input" need "input" and "output"`,
+    );
   }
   if (!has('input') && !has('per_image') && !has('per_minute') && !has('per_million_chars')) {
     problems.push(
@@ -273,6 +310,7 @@ function parseEntry(name: string, entry: unknown, problems: string[]): ModelPric
     ...(cached !== undefined && { cachedInputMicrosPerM: cached }),
     ...(audioIn !== undefined && { audioInputMicrosPerM: audioIn }),
     ...(audioOut !== undefined && { audioOutputMicrosPerM: audioOut }),
+    ...(imageIn !== undefined && { imageInputMicrosPerM: imageIn }),
     ...(perImage !== undefined && { perImage }),
     ...(perMinute !== undefined && { perMinuteMicros: perMinute }),
     ...(perChars !== undefined && { perMillionCharsMicros: perChars }),

@@ -5,6 +5,7 @@
  */
 import { usdToMicros, type Micros } from '../billing/money.js';
 import { isUtcZone, systemTimeZone } from '../billing/calendar.js';
+import { ENABLEABLE_FAMILIES, isEnableableFamily, type EnableableFamily } from '../tenancy/families.js';
 
 export interface RootSeed {
   readonly name: 'root';
@@ -65,6 +66,16 @@ export interface Config {
   readonly email: EmailConfig | undefined;
   readonly serviceName: string;
   readonly pagesDir: string | undefined;
+  /** What happens to a /v1 path the endpoint table does not classify. */
+  readonly unknownEndpoints: 'refuse' | 'forward';
+  /** Families refused by default (unmeterable spend) that the operator enables for every account. */
+  readonly endpointsEnabled: readonly EnableableFamily[];
+  /** How often open batches and background responses are polled upstream until they end. */
+  readonly followIntervalMs: number;
+  /** A realtime session with no frame in either direction for this long is closed. */
+  readonly realtimeIdleTimeoutMs: number;
+  /** Longest realtime session; it is closed (and settled) when this is up. */
+  readonly realtimeMaxSessionMs: number;
   readonly postgresDsn: string | undefined;
   readonly redisAddr: string | undefined;
   readonly redisPass: string | undefined;
@@ -187,6 +198,19 @@ export function loadConfig(env: Env): Config {
     };
   }
 
+  const unknownEndpoints = str('UNKNOWN_ENDPOINTS', 'refuse').toLowerCase();
+  if (unknownEndpoints !== 'refuse' && unknownEndpoints !== 'forward') {
+    problems.push(`UNKNOWN_ENDPOINTS must be "refuse" or "forward" (got "${unknownEndpoints}")`);
+  }
+  const endpointsEnabled: EnableableFamily[] = [];
+  for (const name of list('ENDPOINTS_ENABLED')) {
+    if (isEnableableFamily(name)) endpointsEnabled.push(name);
+    else
+      problems.push(
+        `ENDPOINTS_ENABLED: "${name}" is not a family that can be enabled (${ENABLEABLE_FAMILIES.join(', ')})`,
+      );
+  }
+
   const config: Config = {
     port: int('PORT', 3443, 0, 65535),
     host: str('HOST', '0.0.0.0'),
@@ -222,6 +246,11 @@ export function loadConfig(env: Env): Config {
     email,
     serviceName: str('XAI_SERVICE', 'proxyxai.com'),
     pagesDir: opt('PAGES_DIR'),
+    unknownEndpoints: unknownEndpoints === 'forward' ? 'forward' : 'refuse',
+    endpointsEnabled,
+    followIntervalMs: int('FOLLOW_INTERVAL_MS', 15_000, 10, 3_600_000),
+    realtimeIdleTimeoutMs: int('REALTIME_IDLE_TIMEOUT_MS', 300_000, 100, 86_400_000),
+    realtimeMaxSessionMs: int('REALTIME_MAX_SESSION_MS', 3_600_000, 100, 86_400_000),
     postgresDsn: opt('POSTGRES_DSN'),
     redisAddr: opt('REDIS_ADDR'),
     redisPass: opt('REDIS_PASS'),

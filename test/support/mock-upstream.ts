@@ -58,6 +58,8 @@ export interface MockUpstreamOptions {
 
 export interface MockUpstream {
   url: string;
+  /** The underlying HTTP server (WebSocket mocks attach their 'upgrade' handler to it). */
+  server: Server;
   setKey(key: string, b: Behaviour): void;
   setDefault(b: Behaviour): void;
   setStream(opts: Partial<StreamOptions>): void;
@@ -1064,6 +1066,7 @@ export async function startMockUpstream(options: MockUpstreamOptions = {}): Prom
 
   return {
     url: `http://127.0.0.1:${address.port}`,
+    server,
     requests,
     setKey: (key, b) => void keyBehaviours.set(key, b),
     setDefault: (b) => {

@@ -72,6 +72,44 @@ describe('computeCost', () => {
     expect(computeCost(gpt4o, u, RATE_ONE)).toBe(computeCost(gpt4o, tokens(1000, 500), RATE_ONE));
   });
 
+  it('bills realtime usage: text, audio, image, cached text and cached audio at their own prices', () => {
+    const realtime: ModelPrice = {
+      model: 'gpt-realtime',
+      inputMicrosPerM: 4_000_000,
+      cachedInputMicrosPerM: 400_000,
+      outputMicrosPerM: 16_000_000,
+      audioInputMicrosPerM: 32_000_000,
+      audioOutputMicrosPerM: 64_000_000,
+      imageInputMicrosPerM: 5_000_000,
+    };
+    const u = usageFromOpenAI({
+      total_tokens: 2300,
+      input_tokens: 2000,
+      output_tokens: 300,
+      input_token_details: {
+        text_tokens: 700,
+        audio_tokens: 1000,
+        image_tokens: 300,
+        cached_tokens: 900,
+        cached_tokens_details: { text_tokens: 500, audio_tokens: 400, image_tokens: 0 },
+      },
+      output_token_details: { text_tokens: 100, audio_tokens: 200 },
+    });
+    expect(u).toEqual({
+      promptTokens: 2000,
+      cachedTokens: 900,
+      completionTokens: 300,
+      audioPromptTokens: 1000,
+      imagePromptTokens: 300,
+      cachedAudioTokens: 400,
+      audioCompletionTokens: 200,
+    });
+    // text in (700-500)*4 = 800; cached text 500*0.4 = 200; image 300*5 = 1500;
+    // audio in (1000-400)*32 = 19200; cached audio 400*0.4 = 160; text out 100*16 = 1600;
+    // audio out 200*64 = 12800 → 36,260 micros
+    expect(computeCost(realtime, u as Usage, RATE_ONE)).toBe(36_260);
+  });
+
   it('bills images by quality/size variant', () => {
     const { prices } = parsePriceTable({
       models: {
