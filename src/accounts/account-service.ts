@@ -88,8 +88,9 @@ export function inScope(registry: AccountRegistry, caller: Account, account: Acc
 
 /**
  * The account a PUT or DELETE addresses. PUT reaches any descendant (and the caller itself, for the
- * few self-service fields); DELETE only direct children. Unknown → 404, outside the caller's
- * subtree → 403.
+ * few self-service fields); DELETE only direct children. An account outside the caller's subtree
+ * is answered exactly like one that does not exist (same status, code and message), so that no
+ * sub-account can probe which names or e-mail addresses exist elsewhere in the system.
  */
 export function resolveTarget(
   registry: AccountRegistry,
@@ -98,12 +99,13 @@ export function resolveTarget(
   action: 'update' | 'delete',
 ): Result<{ target: Account }> {
   const target = registry.resolve(ident);
-  if (target === undefined) return fail('account_not_found', `No account "${ident.slice(0, 100)}".`);
   if (target === caller) {
     if (action === 'update') return { ok: true, target };
     return fail('forbidden', 'An account cannot delete itself.');
   }
-  if (!registry.isAncestor(caller, target)) return fail('not_ancestor');
+  if (target === undefined || !registry.isAncestor(caller, target)) {
+    return fail('account_not_found', `No account "${ident.slice(0, 100)}".`);
+  }
   if (action === 'delete' && target.parentId !== caller.id) {
     return fail('forbidden', 'Only the direct parent may delete an account.');
   }

@@ -192,27 +192,30 @@ describe('permissions', () => {
     expect(await ok(call(gw, '/x-users', { key: key('a-grandkid') }))).toEqual([]);
   });
 
-  it('PUT on a non-descendant is 403; on an unknown account 404; on self only Alias/BillingEmail', async () => {
-    await expectError(
-      call(gw, '/x-users/bravo', { method: 'PUT', key: key('alpha'), body: { CreditGranted: 5 } }),
-      403,
-      'not_ancestor',
-    );
-    await expectError(
-      call(gw, '/x-users/alpha', { method: 'PUT', key: key('a-kid'), body: { Alias: 'x' } }),
-      403,
-      'not_ancestor',
-    );
-    await expectError(
-      call(gw, '/x-users/root', { method: 'PUT', key: key('alpha'), body: { Alias: 'x' } }),
-      403,
-      'not_ancestor',
-    );
-    await expectError(
-      call(gw, '/x-users/nobody-here', { method: 'PUT', key: key('alpha'), body: { Alias: 'x' } }),
-      404,
-      'account_not_found',
-    );
+  it('PUT on a non-descendant answers exactly like an unknown account (404); on self only Alias/BillingEmail', async () => {
+    const unknown = await call(gw, '/x-users/nobody-here', {
+      method: 'PUT',
+      key: key('alpha'),
+      body: { Alias: 'x' },
+    });
+    const unknownBody = (await unknown.json()) as { error: { message: string; code: string } };
+    expect(unknown.status).toBe(404);
+    expect(unknownBody.error.code).toBe('account_not_found');
+    // A sibling, the parent of the caller and root exist, but are not the caller's descendants: the
+    // answer must not tell them apart from a name that does not exist (no oracle over other tenants).
+    for (const [target, caller, body] of [
+      ['bravo', 'alpha', { CreditGranted: 5 }],
+      ['alpha', 'a-kid', { Alias: 'x' }],
+      ['root', 'alpha', { Alias: 'x' }],
+      ['bravo@example.com', 'alpha', { Alias: 'x' }],
+    ] as const) {
+      const r = await call(gw, `/x-users/${target}`, { method: 'PUT', key: key(caller), body });
+      const b = (await r.json()) as { error: { message: string; code: string; type: string } };
+      expect(r.status).toBe(404);
+      expect(b.error.code).toBe('account_not_found');
+      expect(b.error.type).toBe('invalid_request_error');
+      expect(b.error.message).toBe(unknownBody.error.message.replace('nobody-here', target));
+    }
     await expectError(
       call(gw, '/x-users/alpha', { method: 'PUT', key: key('alpha'), body: { CreditGranted: 100 } }),
       403,
@@ -247,14 +250,14 @@ describe('permissions', () => {
     expect(await balanceOf('a-kid')).toBe(kidBefore);
   });
 
-  it('DELETE of a grandchild is 403, of a child with children 409, of an unknown account 404', async () => {
+  it('DELETE of a grandchild is 403, of a child with children 409, of an unknown or foreign account 404', async () => {
     const before = await snapshot();
     await expectError(call(gw, '/x-users/a-grandkid', { method: 'DELETE', key: key('alpha') }), 403);
     await expectError(call(gw, '/x-users/a-kid', { method: 'DELETE', key: key('alpha') }), 409, 'conflict');
     await expectError(
       call(gw, '/x-users/bravo', { method: 'DELETE', key: key('alpha') }),
-      403,
-      'not_ancestor',
+      404,
+      'account_not_found',
     );
     await expectError(call(gw, '/x-users/alpha', { method: 'DELETE', key: key('alpha') }), 403, 'forbidden');
     await expectError(call(gw, '/x-users/999999', { method: 'DELETE' }), 404, 'account_not_found');
