@@ -30,6 +30,10 @@ import { openSqliteStore, type Store } from './store/open-store.js';
 import { StateWriter } from './store/state-writer.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
 import { createMailer, notifySoftLimit } from './accounts/notifications.js';
+import { Follower } from './tenancy/follower.js';
+import { ObjectRegistry } from './tenancy/object-registry.js';
+import { createObjectRepository } from './tenancy/object-repository.js';
+import type { TenancyDeps } from './tenancy/tenancy.js';
 
 export interface AppOptions {
   /** Where log lines go (tests capture them); stdout by default. */
@@ -49,6 +53,9 @@ export interface App {
   readonly writer: StateWriter;
   readonly secrets: Secrets;
   readonly metrics: Metrics;
+  /** Owners of upstream objects, and the work the gateway follows for billing. */
+  readonly objects: ObjectRegistry;
+  readonly follower: Follower;
   /** Set only when this start generated the root key (printed once, never stored in clear). */
   readonly generatedRootKey: string | undefined;
   listen(): Promise<{ port: number; url: string }>;
@@ -122,6 +129,37 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     idleTimeoutMs: config.upstreamIdleTimeoutMs,
     connections: config.upstreamConnections,
   });
+  const retry = {
+    maxAttempts: config.maxAttempts,
+    deadlineMs: config.upstreamTimeoutMs,
+    attemptTimeoutMs: config.upstreamAttemptTimeoutMs,
+  };
+  const objects = new ObjectRegistry(createObjectRepository(store.db), writer);
+  const follower = new Follower({
+    registry: objects,
+    accounts: registry,
+    meter,
+    prices,
+    pool,
+    upstream,
+    retry,
+    log,
+    intervalMs: config.followIntervalMs,
+  });
+  // Open batches and background responses hold their reservations again before traffic starts.
+  await follower.resume();
+  follower.start();
+  const tenancy: TenancyDeps = {
+    endpoints: { unknownEndpoints: config.unknownEndpoints, endpointsEnabled: config.endpointsEnabled },
+    registry: objects,
+    follower,
+    writer,
+    meter,
+    batch: { pool, upstream, retry, prices, maxOutputTokensCap: config.maxOutputTokensCap },
+    list: { registry: objects, pool, upstream, retry, clock },
+    clock,
+    onWriteError: (err) => log.error({ err }, 'could not write a followed object yet; the writer retries'),
+  };
   const users: UsersDeps = {
     registry,
     writer,
@@ -166,13 +204,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       upstream,
       meter,
       metrics,
-      retry: {
-        maxAttempts: config.maxAttempts,
-        deadlineMs: config.upstreamTimeoutMs,
-        attemptTimeoutMs: config.upstreamAttemptTimeoutMs,
-      },
+      retry,
       maxBodyBytes: config.maxBodyBytes,
       maxUploadBytes: config.maxUploadBytes,
+      tenancy,
     },
     users,
     cors: new Cors(config.corsOrigins),
@@ -211,6 +246,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     writer,
     secrets,
     metrics,
+    objects,
+    follower,
     generatedRootKey,
     listen() {
       return new Promise((resolve, reject) => {
@@ -247,6 +284,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       server.closeAllConnections();
       await closed;
       clearInterval(counterTimer);
+      await follower.stop();
       await writer.stop().catch((err: unknown) => log.error({ err }, 'final state flush failed'));
       await pool
         .flushCounters()

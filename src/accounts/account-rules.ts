@@ -1,8 +1,11 @@
 /**
  * Pure rules of the sub-account API: what a valid Name or E-mail looks like, and how the IP and
- * model whitelists change under `AllowIPs`/`DenyIPs`/`AllowModels`/`DenyModels` (spec §4.6).
+ * model whitelists change under `AllowIPs`/`DenyIPs`/`AllowModels`/`DenyModels` (spec §4.6), and
+ * which refused endpoint families `AllowEndpoints` may open.
  * No state, no clock: the account service applies the results.
  */
+import { ENABLEABLE_FAMILIES, isEnableableFamily } from '../tenancy/families.js';
+import type { Account } from './account.js';
 import { isValidIpEntry } from './ip-matcher.js';
 
 /** 4–63 characters of letters, digits, `_`, `-`, `.`, with at least one letter (XAI rule). */
@@ -128,4 +131,31 @@ export function changeModels(
     for (const m of deny) set.delete(m);
   }
   return { ok: true, value: set };
+}
+
+/**
+ * New set of opened endpoint families (`AllowEndpoints` replaces it; `[]` closes them all). Only
+ * families refused by default can be opened, and only by an account that has them itself (root
+ * has all): an opened family is unmetered spend the caller vouches for.
+ */
+export function changeEndpoints(
+  requested: readonly string[] | undefined,
+  caller: Pick<Account, 'isRoot' | 'allowEndpoints'>,
+): { ok: true; value: Set<string> | null } | { ok: false; message: string } {
+  if (requested === undefined) return { ok: true, value: null };
+  for (const name of requested) {
+    if (!isEnableableFamily(name)) {
+      return {
+        ok: false,
+        message: `AllowEndpoints: "${name.slice(0, 100)}" is not a family that can be opened (${ENABLEABLE_FAMILIES.join(', ')}).`,
+      };
+    }
+    if (!caller.isRoot && !(caller.allowEndpoints?.has(name) ?? false)) {
+      return {
+        ok: false,
+        message: `AllowEndpoints: "${name}" is not open for your own key, so you cannot open it.`,
+      };
+    }
+  }
+  return { ok: true, value: requested.length === 0 ? null : new Set(requested) };
 }

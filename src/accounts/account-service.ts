@@ -235,6 +235,8 @@ export function createChild(
     ipMatcher: null,
     // A restricted parent cannot hand out models it may not use itself.
     allowModels: parent.allowModels === null ? null : new Set(parent.allowModels),
+    // Opened endpoint families are unmetered spend: never inherited, always granted explicitly.
+    allowEndpoints: null,
     creditGranted: input.creditGranted,
     cards: grant.childCards,
     updatedAt: now,

@@ -11,7 +11,7 @@
 import type { Micros, RateMicros } from '../billing/money.js';
 import { ratesToNumber } from '../billing/money.js';
 import type { Account } from './account.js';
-import { changeIps, changeModels } from './account-rules.js';
+import { changeEndpoints, changeIps, changeModels } from './account-rules.js';
 import {
   fail,
   planGrant,
@@ -40,6 +40,8 @@ export interface UpdateInput {
   denyIps?: string[];
   allowModels?: string[];
   denyModels?: string[];
+  /** Refused endpoint families to open for the target (replaces the set; [] closes them all). */
+  allowEndpoints?: string[];
   hardLimit?: Micros;
   softLimit?: Micros;
   status?: boolean;
@@ -47,7 +49,7 @@ export interface UpdateInput {
 }
 
 /** PascalCase names of the fields this update changed beyond the always-reported ones. */
-export type ChangedField = 'Alias' | 'BillingEmail' | 'AllowIPs' | 'AllowModels';
+export type ChangedField = 'Alias' | 'BillingEmail' | 'AllowIPs' | 'AllowModels' | 'AllowEndpoints';
 
 /** Fields an account may change on itself (spec §3.6: Alias and BillingEmail "self-adjusted"). */
 const SELF_FIELDS: ReadonlySet<keyof UpdateInput> = new Set(['alias', 'billingEmail']);
@@ -185,6 +187,8 @@ export function updateAccount(
     caller.isRoot ? null : caller.allowModels,
   );
   if (!models.ok) return fail('invalid_value', models.message, models.field);
+  const endpoints = changeEndpoints(input.allowEndpoints, caller);
+  if (!endpoints.ok) return fail('invalid_value', endpoints.message, 'AllowEndpoints');
 
   const newRates = input.rates ?? target.rates;
   const money = planMoney(caller, target, input, newRates, now);
@@ -228,6 +232,10 @@ export function updateAccount(
   if (input.allowModels !== undefined || input.denyModels !== undefined) {
     target.allowModels = models.value;
     changed.push('AllowModels');
+  }
+  if (input.allowEndpoints !== undefined) {
+    target.allowEndpoints = endpoints.value;
+    changed.push('AllowEndpoints');
   }
   if (input.rateLimit !== undefined) target.rateLimit = input.rateLimit;
   if (input.status !== undefined) target.status = input.status;

@@ -39,6 +39,8 @@ export interface Account {
   ipMatcher: IpMatcher | null;
   /** Models the key may use; null = all. */
   allowModels: Set<string> | null;
+  /** Refused endpoint families (fine-tuning, …) an ancestor opened for this key; null = none. */
+  allowEndpoints: Set<string> | null;
   creditGranted: Micros;
   creditUsed: Micros;
   requests: number;

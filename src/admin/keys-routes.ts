@@ -1,7 +1,7 @@
 /**
  * /x-keys — the upstream key pool, root only. Beyond the original (add only, effective after a
  * reload): a key added here serves the very next request, and keys can be listed (masked),
- * enabled, disabled and deleted.
+ * enabled, disabled, grouped by upstream organisation and deleted.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors/catalogue.js';
@@ -29,7 +29,7 @@ export async function handleKeys(
         throw new GatewayError('invalid_value', 'SecretKey is required.', 'SecretKey');
       if (/\s/.test(secret))
         throw new GatewayError('invalid_value', 'SecretKey must not contain spaces.', 'SecretKey');
-      const added = await pool.add(secret);
+      const added = await pool.add(secret, group(body.body) ?? null);
       if (!added.ok)
         throw new GatewayError('duplicate', 'This upstream key is already in the pool.', 'SecretKey');
       return sendJson(res, 200, { Action: 'add', Key: keyJson(added.key) });
@@ -50,9 +50,13 @@ export async function handleKeys(
       return;
     }
     const status = field.boolean(body.body, 'Status');
-    if (status === undefined)
-      throw new GatewayError('invalid_value', 'Status (true or false) is required.', 'Status');
-    const key = await pool.setEnabled(id, status);
+    const newGroup = group(body.body);
+    if (status === undefined && newGroup === undefined)
+      throw new GatewayError('invalid_value', 'Status (true or false) or Group is required.', 'Status');
+    if (pool.get(id) === undefined) throw new GatewayError('key_not_found');
+    let key = pool.get(id);
+    if (newGroup !== undefined) key = await pool.setGroup(id, newGroup);
+    if (status !== undefined) key = await pool.setEnabled(id, status);
     if (key === undefined) throw new GatewayError('key_not_found');
     return sendJson(res, 200, { Action: 'update', Key: keyJson(key) });
   }
@@ -63,10 +67,28 @@ export async function handleKeys(
   throw new GatewayError('method_not_allowed');
 }
 
+/**
+ * `Group`: the upstream organisation a key belongs to (`null` or `""` removes it). Objects created
+ * with a key may then be served by any key of its group.
+ */
+function group(body: Record<string, unknown>): string | null | undefined {
+  if (body['Group'] === null) return null;
+  const g = field.string(body, 'Group', { min: 0, max: 64 });
+  if (g === undefined || g === '') return g === '' ? null : undefined;
+  if (!/^[A-Za-z0-9_.:-]+$/.test(g))
+    throw new GatewayError(
+      'invalid_value',
+      'Group may contain letters, digits, "_", "-", "." and ":".',
+      'Group',
+    );
+  return g;
+}
+
 function keyJson(k: KeyView): Record<string, unknown> {
   return {
     ID: k.id,
     Key: k.masked,
+    Group: k.group,
     Status: k.status,
     Reason: k.reason,
     Until: k.until === null ? null : new Date(k.until).toISOString(),

@@ -68,6 +68,7 @@ export function userJson(account: Account, now: number, period: Period): Json {
     Status: account.status,
     AllowIPs: aclJson(account.allowIps),
     AllowModels: aclJson(account.allowModels),
+    AllowEndpoints: account.allowEndpoints === null ? [] : [...account.allowEndpoints],
     PartialKey: account.partialKey,
     SecretKey: '***',
     DailyUsage: usage(account.day, period.day),
@@ -129,6 +130,8 @@ function changedJson(account: Account, field: ChangedField): unknown {
       return aclJson(account.allowIps);
     case 'AllowModels':
       return aclJson(account.allowModels);
+    case 'AllowEndpoints':
+      return account.allowEndpoints === null ? [] : [...account.allowEndpoints];
   }
 }
 

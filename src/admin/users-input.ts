@@ -26,6 +26,7 @@ const UPDATE_FIELDS = [
   'DenyIPs',
   'AllowModels',
   'DenyModels',
+  'AllowEndpoints',
   'HardLimit',
   'SoftLimit',
   'Status',
@@ -135,6 +136,8 @@ export function parseUpdate(body: JsonObject): UpdateInput {
   if (allowModels !== undefined) out.allowModels = allowModels;
   const denyModels = field.list(body, 'DenyModels');
   if (denyModels !== undefined) out.denyModels = denyModels;
+  const allowEndpoints = field.list(body, 'AllowEndpoints');
+  if (allowEndpoints !== undefined) out.allowEndpoints = allowEndpoints;
   const hard = usdField(body, 'HardLimit', 0);
   if (hard !== undefined) out.hardLimit = hard;
   const soft = usdField(body, 'SoftLimit', 0);

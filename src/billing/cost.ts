@@ -228,3 +228,20 @@ function record(v: unknown): Record<string, unknown> | undefined {
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** Adds `b` into `a` (every dimension), e.g. to total a batch's usage per model before pricing. */
+export function addUsage(a: Usage, b: Usage): void {
+  a.promptTokens += count(b.promptTokens);
+  a.cachedTokens += count(b.cachedTokens);
+  a.completionTokens += count(b.completionTokens);
+  const sum = (x: number | undefined, y: number | undefined): number | undefined =>
+    x === undefined && y === undefined ? undefined : count(x) + count(y);
+  const audioIn = sum(a.audioPromptTokens, b.audioPromptTokens);
+  if (audioIn !== undefined) a.audioPromptTokens = audioIn;
+  const audioOut = sum(a.audioCompletionTokens, b.audioCompletionTokens);
+  if (audioOut !== undefined) a.audioCompletionTokens = audioOut;
+  const image = sum(a.imagePromptTokens, b.imagePromptTokens);
+  if (image !== undefined) a.imagePromptTokens = image;
+  const cachedAudio = sum(a.cachedAudioTokens, b.cachedAudioTokens);
+  if (cachedAudio !== undefined) a.cachedAudioTokens = cachedAudio;
+}

@@ -12,7 +12,7 @@ import type { RateLimiter } from '../accounts/rate-limiter.js';
 import type { StateWriter } from '../store/state-writer.js';
 import type { Calendar } from './calendar.js';
 import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
-import { mulDiv, type Micros } from './money.js';
+import { ratesAtPercent, type Micros } from './money.js';
 import type { ModelPrice, PriceTable } from './price-table.js';
 import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
@@ -92,7 +92,19 @@ export class Meter {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  admit(account: Account, path: string, req: ParsedRequest, ip: string, requestId: string): Admission {
+  /**
+   * Runs every gate of `account` for one request and reserves its worst case. `metered` is false
+   * for endpoints whose answer is never billed (reads, object management, token counting): their
+   * model is still checked against the account's list, but not priced.
+   */
+  admit(
+    account: Account,
+    path: string,
+    req: ParsedRequest,
+    ip: string,
+    requestId: string,
+    metered = true,
+  ): Admission {
     const now = this.clock();
     if (account.ipMatcher !== null && !account.ipMatcher.matches(ip)) return refuse('ip_not_allowed');
     const model = req.model ?? '';
@@ -110,7 +122,7 @@ export class Meter {
     let price: ModelPrice | undefined;
     let reserve = 0;
     let extras: WorstCaseExtras = {};
-    if (model !== '') {
+    if (model !== '' && metered) {
       price = this.prices.lookup(model);
       if (price === undefined) {
         return refuse('unknown_model', `The model "${model}" has no price on this gateway.`, 'model');
@@ -226,8 +238,7 @@ export class Meter {
     const now = this.clock();
     this.rollWindows(account, now);
 
-    const rates =
-      ticket.pricePercent === 100 ? account.rates : mulDiv(account.rates, ticket.pricePercent, 100, 'ceil');
+    const rates = ratesAtPercent(account.rates, ticket.pricePercent);
     const lines = this.measure(ticket, end);
     let total = 0;
     for (const line of lines) {
@@ -324,6 +335,8 @@ export class Meter {
       // Non-token dimensions (images, speech characters, audio length) come from the request.
       return line({ ...ticketExtrasUsage(ticket), ...end.usage }, 'upstream');
     }
+    // Nothing to price (a free endpoint): no reason to run the tokenizer.
+    if (ticket.price === undefined) return line(undefined, 'none');
     const completion = end.deliveredText === '' ? 0 : countTextTokens(ticket.model, end.deliveredText);
     const prompt = ticket.json === undefined ? 0 : estimatePromptTokens(ticket.path, ticket.json);
     return line(
@@ -359,7 +372,7 @@ const NON_TEXT_INPUTS = ['"image_url"', '"input_', '"file_'].map((m) => Buffer.f
  * the body length bounds text prompts. Images, audio and files can cost more tokens than their
  * bytes in the body (an image URL), so only such bodies get the structural estimate.
  */
-function promptBound(path: string, req: ParsedRequest): number {
+export function promptBound(path: string, req: Pick<ParsedRequest, 'body' | 'json'>): number {
   const body = req.body;
   if (body === undefined || req.json === undefined) return 0;
   const bytes = body.length;

@@ -43,6 +43,14 @@ export function ratesToNumber(rates: RateMicros): number {
   return rates / RATE_ONE;
 }
 
+/**
+ * Account rates scaled to `percent` of the list prices (Batch API work is billed at the price
+ * table's `batch_percent`), rounded up so a discount never undercharges by a rounding step.
+ */
+export function ratesAtPercent(rates: RateMicros, percent: number): RateMicros {
+  return percent === 100 ? rates : mulDiv(rates, percent, 100, 'ceil');
+}
+
 /** round(a * b / c) with BigInt intermediates; `mode` picks the rounding direction. */
 export function mulDiv(a: number, b: number, c: number, mode: 'floor' | 'ceil' | 'round' = 'round'): number {
   if (c === 0) throw new RangeError('division by zero');

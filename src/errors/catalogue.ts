@@ -8,7 +8,8 @@ import type { ServerResponse } from 'node:http';
 interface Entry {
   readonly status: number;
   readonly type: string;
-  readonly code: string;
+  /** OpenAI's `code`; null where OpenAI itself sends null (its 404 for an unknown object). */
+  readonly code: string | null;
   readonly message: string;
 }
 
@@ -103,7 +104,25 @@ export const ERRORS = {
     code: 'balance_below_api_minimum',
     message: 'Your balance is too low to use the sub-account API.',
   },
+  endpoint_not_allowed: {
+    status: 403,
+    type: 'permission_error',
+    code: 'endpoint_not_allowed',
+    message: 'This gateway does not forward this endpoint.',
+  },
+  objects_apart: {
+    status: 400,
+    type: 'invalid_request_error',
+    code: 'objects_in_different_organizations',
+    message: 'The objects this request names are held by different upstream organizations.',
+  },
   not_found: { status: 404, type: 'invalid_request_error', code: 'not_found', message: 'Unknown route.' },
+  object_not_found: {
+    status: 404,
+    type: 'invalid_request_error',
+    code: null,
+    message: 'No such object.',
+  },
   account_not_found: {
     status: 404,
     type: 'invalid_request_error',
@@ -124,11 +143,29 @@ export const ERRORS = {
   },
   duplicate: { status: 409, type: 'invalid_request_error', code: 'duplicate', message: 'Already exists.' },
   conflict: { status: 409, type: 'invalid_request_error', code: 'conflict', message: 'Conflict.' },
+  upgrade_required: {
+    status: 426,
+    type: 'invalid_request_error',
+    code: 'upgrade_required',
+    message: 'The Realtime API is a WebSocket endpoint: connect with Upgrade: websocket.',
+  },
   body_too_large: {
     status: 413,
     type: 'invalid_request_error',
     code: 'request_too_large',
     message: 'The request body is too large.',
+  },
+  session_idle_timeout: {
+    status: 408,
+    type: 'invalid_request_error',
+    code: 'session_idle_timeout',
+    message: 'The realtime session was closed after a period without any event.',
+  },
+  session_expired: {
+    status: 408,
+    type: 'invalid_request_error',
+    code: 'session_expired',
+    message: 'The realtime session reached its maximum duration.',
   },
   rate_limited: {
     status: 429,
@@ -148,11 +185,23 @@ export const ERRORS = {
     code: 'upstream_unreachable',
     message: 'The upstream API could not be reached.',
   },
+  object_unavailable: {
+    status: 503,
+    type: 'server_error',
+    code: 'object_unavailable',
+    message: 'The upstream key that holds this object is not available (disabled or removed).',
+  },
   no_upstream_key: {
     status: 503,
     type: 'server_error',
     code: 'no_upstream_key',
     message: 'No upstream API key is available right now.',
+  },
+  shutting_down: {
+    status: 503,
+    type: 'server_error',
+    code: 'server_shutting_down',
+    message: 'The gateway is shutting down; connect again in a moment.',
   },
   upstream_timeout: {
     status: 504,
@@ -168,7 +217,7 @@ export type ErrorName = keyof typeof ERRORS;
 export class GatewayError extends Error {
   readonly status: number;
   readonly type: string;
-  readonly code: string;
+  readonly code: string | null;
   constructor(
     readonly errorName: ErrorName,
     message?: string,

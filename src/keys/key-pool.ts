@@ -14,6 +14,8 @@ export interface PoolKey {
   readonly secret: string;
   readonly last4: string;
   readonly createdAt: number;
+  /** Upstream organisation group (objects it holds may be served by any key of the group). */
+  group: string | null;
   health: KeyHealth;
   requests: number;
   failures: number;
@@ -36,6 +38,15 @@ export interface KeyView {
   readonly failures: number;
   readonly createdAt: number;
   readonly updatedAt: number;
+  readonly group: string | null;
+}
+
+/**
+ * The keys that may serve a request naming objects: the key that holds them or, when that key
+ * has a group, any key of its group. Every object named must allow the key.
+ */
+export interface KeyAffinity {
+  readonly pins: ReadonlyArray<{ readonly keyId: number; readonly group: string | null }>;
 }
 
 export type AddKeyResult = { ok: true; key: KeyView } | { ok: false; reason: 'duplicate' };
@@ -94,6 +105,36 @@ export class KeyPool {
     return best;
   }
 
+  /**
+   * A key that `affinity` allows, skipping `exclude`: usable keys in round-robin order first, then
+   * cooling or parked ones (a read of a stored object works on a key out of quota; a cooling key
+   * may answer 429 itself). Disabled keys never: they no longer reach the organisation.
+   */
+  pickPinned(affinity: KeyAffinity, exclude: ReadonlySet<number>, now = this.clock()): PoolKey | undefined {
+    const allows = (k: PoolKey): boolean =>
+      affinity.pins.every((p) => p.keyId === k.id || (p.group !== null && p.group === k.group));
+    let fallback: PoolKey | undefined;
+    const n = this.keys.length;
+    for (let i = 0; i < n; i++) {
+      const idx = (this.cursor + i) % n;
+      const key = this.keys[idx];
+      if (key === undefined || exclude.has(key.id) || !allows(key)) continue;
+      if (isUsable(key.health.state, now)) {
+        this.cursor = (idx + 1) % n;
+        return key;
+      }
+      if (key.health.state.kind !== 'disabled') fallback ??= key;
+    }
+    return fallback;
+  }
+
+  /** Whether any key of the pool, healthy or not, satisfies `affinity` (else the pins disagree). */
+  anyAllows(affinity: KeyAffinity): boolean {
+    return this.keys.some((k) =>
+      affinity.pins.every((p) => p.keyId === k.id || (p.group !== null && p.group === k.group)),
+    );
+  }
+
   /** Records one attempt's outcome on a key and applies the health rules. */
   report(key: PoolKey, outcome: UpstreamOutcome, errorText?: string): void {
     key.requests++;
@@ -131,13 +172,14 @@ export class KeyPool {
     }
   }
 
-  async add(secret: string): Promise<AddKeyResult> {
+  async add(secret: string, group: string | null = null): Promise<AddKeyResult> {
     const hash = this.secrets.hash(secret);
     const now = this.clock();
     const stored = await this.repo.insert({
       keyHash: hash,
       ciphertext: this.secrets.encrypt(secret),
       last4: secret.slice(-4),
+      group,
       now,
     });
     if (stored === undefined) return { ok: false, reason: 'duplicate' };
@@ -157,6 +199,17 @@ export class KeyPool {
       : { ...key.health, state: { kind: 'disabled', reason: 'disabled by admin', at: now } };
     key.updatedAt = now;
     await this.writeState(key);
+    return view(key, now);
+  }
+
+  /** Puts a key in an organisation group (null: no group). */
+  async setGroup(id: number, group: string | null): Promise<KeyView | undefined> {
+    const key = this.keys.find((k) => k.id === id);
+    if (key === undefined) return undefined;
+    const now = this.clock();
+    key.group = group;
+    key.updatedAt = now;
+    await this.repo.updateGroup(id, group, now);
     return view(key, now);
   }
 
@@ -226,6 +279,7 @@ export class KeyPool {
       secret: this.secrets.decrypt(row.ciphertext),
       last4: row.last4,
       createdAt: row.createdAt,
+      group: row.group,
       health: { state: row.state, consecutiveFailures: 0, ejections: 0 },
       requests: row.requests,
       failures: row.failures,
@@ -260,5 +314,6 @@ function view(k: PoolKey, now: number): KeyView {
     failures: k.failures,
     createdAt: k.createdAt,
     updatedAt: k.updatedAt,
+    group: k.group,
   };
 }

@@ -16,6 +16,7 @@ export interface StoredKey {
   readonly lastError: string | null;
   readonly createdAt: number;
   readonly updatedAt: number;
+  readonly group: string | null;
 }
 
 export interface KeyStateWrite {
@@ -34,9 +35,11 @@ export interface KeyRepository {
     keyHash: string;
     ciphertext: string;
     last4: string;
+    group: string | null;
     now: number;
   }): Promise<StoredKey | undefined>;
   updateState(id: number, s: KeyStateWrite): Promise<void>;
+  updateGroup(id: number, group: string | null, now: number): Promise<void>;
   addCounters(
     batch: ReadonlyArray<{ id: number; requests: number; failures: number; lastError: string | null }>,
     now: number,
@@ -61,6 +64,7 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
         lastError: r.last_error,
         createdAt: Number(r.created_at),
         updatedAt: Number(r.updated_at),
+        group: r.key_group,
       }));
     },
     async insert(k) {
@@ -80,6 +84,7 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
           created_at: k.now,
           updated_at: k.now,
           disabled_at: null,
+          key_group: k.group,
         })
         .onConflict((oc) => oc.column('key_hash').doNothing())
         .returning('id')
@@ -95,7 +100,15 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
         lastError: null,
         createdAt: k.now,
         updatedAt: k.now,
+        group: k.group,
       };
+    },
+    async updateGroup(id, group, now) {
+      await db
+        .updateTable('upstream_keys')
+        .set({ key_group: group, updated_at: now })
+        .where('id', '=', id)
+        .execute();
     },
     async updateState(id, s) {
       await db

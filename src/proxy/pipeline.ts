@@ -1,25 +1,35 @@
 /**
  * THE request path of the gateway, top to bottom:
  *
- *   authenticate → read body → parse → admit (IP, model, balance, HardLimit, reserve, RPM)
- *   → send upstream with retry on other keys → stream back → settle the exact cost
+ *   endpoint policy (which route, may this key use it) → read body → parse
+ *   → ownership (every object named must be the caller's; they pin the pool key)
+ *   → admit (IP, model, balance, HardLimit, reserve, RPM)
+ *   → [list: answered from the gateway's records] [batch: reserve the input file's worst case]
+ *   → send upstream with retry on other (allowed) keys → stream back
+ *   → record the objects created or deleted → settle the exact cost, or hand work billed when
+ *     done (a batch, a background response) to the follower
  *
  * Each step is a small function in its own file; this one only sequences them and guarantees the
- * ticket is settled exactly once on every exit path (success, upstream failure, client gone).
+ * ticket is settled (or adopted by the follower) exactly once on every exit path.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Account } from '../accounts/account.js';
 import type { Meter, RequestEnd, Ticket } from '../billing/meter.js';
-import { sendError } from '../errors/catalogue.js';
+import { GatewayError, sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { UpstreamClient } from '../upstream/upstream-client.js';
 import { Cancel } from '../upstream/cancel.js';
-import { sendWithRetry, type RetryPolicy } from '../upstream/send-with-retry.js';
+import { sendWithRetry, type RetryPolicy, type SendResult } from '../upstream/send-with-retry.js';
 import { clientHeaders } from '../upstream/forward-headers.js';
 import { readBody } from '../http/read-body.js';
+import { decideEndpoint } from '../tenancy/endpoint-gate.js';
+import { resolveScope, type Scope } from '../tenancy/object-scope.js';
+import { createdPrefix } from '../tenancy/record-objects.js';
+import { serveList } from '../tenancy/serve-list.js';
+import { afterAnswer, reserveBatch, type TenancyDeps, type Work } from '../tenancy/tenancy.js';
 import { parseRequest } from './parse-request.js';
-import { relayResponse } from './relay-response.js';
+import { relayHeld, relayResponse, type RelayResult } from './relay-response.js';
 
 export interface ProxyDeps {
   readonly pool: KeyPool;
@@ -29,6 +39,7 @@ export interface ProxyDeps {
   readonly retry: RetryPolicy;
   readonly maxBodyBytes: number;
   readonly maxUploadBytes: number;
+  readonly tenancy: TenancyDeps;
 }
 
 export interface ProxyCall {
@@ -42,9 +53,17 @@ export interface ProxyCall {
   readonly requestId: string;
 }
 
+const UNSCOPED: Scope = { ok: true, affinity: undefined, pathObjects: [] };
+
 export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<void> {
-  const { req, res, requestId } = call;
+  const { req, res, requestId, account } = call;
   const started = performance.now();
+  const endpoint = decideEndpoint(req.method ?? 'GET', call.pathname, account, deps.tenancy.endpoints);
+  if (!endpoint.ok) return sendError(res, endpoint.error);
+  const classified = endpoint.classified;
+  const action = classified?.route.action;
+  if (action?.kind === 'websocket') return sendError(res, new GatewayError('upgrade_required'));
+
   const multipart = (req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/');
   const read = await readBody(req, res, multipart ? deps.maxUploadBytes : deps.maxBodyBytes);
   if (!read.ok) {
@@ -54,7 +73,16 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
   const parsed = parseRequest(call.pathname, req.headers, read.body);
   if (!parsed.ok) return sendError(res, parsed.error);
 
-  const admission = deps.meter.admit(call.account, call.pathname, parsed.req, call.ip, requestId);
+  // Tenancy: every object the request names must be the caller's; together they pin the key.
+  const scope =
+    classified === undefined
+      ? UNSCOPED
+      : await resolveScope(deps.tenancy.registry, account, classified, parsed.req);
+  if (!scope.ok) return sendError(res, scope.error);
+
+  // Free routes (reads, object management) pass the same gates but are never priced.
+  const metered = classified === undefined || classified.route.policy === 'metered';
+  const admission = deps.meter.admit(account, call.pathname, parsed.req, call.ip, requestId, metered);
   if (!admission.ok) return sendError(res, admission.error);
   const ticket = admission.ticket;
   // Rate-limit headers and the request id go on every answer from here on.
@@ -67,7 +95,23 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
     if (!res.writableFinished) cancel.abort();
   };
   res.on('close', onClose);
+  let work: Work | undefined;
   try {
+    if (action?.kind === 'list') {
+      const query = new URL(call.url, 'http://gateway').searchParams;
+      const body = await serveList(deps.tenancy.list, account, action, query, req.headers, cancel);
+      res.writeHead(200, { ...headers, 'content-type': 'application/json', 'content-length': body.length });
+      res.end(body);
+      return settleAfter(deps, ticket, LISTED, started);
+    }
+    if (action?.kind === 'batch') {
+      const reserved = await reserveBatch(deps.tenancy, account, requestId, parsed.req, cancel);
+      if (!reserved.ok) {
+        sendError(res, reserved.error, headers);
+        return settleAfter(deps, ticket, refused(reserved.error), started);
+      }
+      work = reserved.work;
+    }
     const sent = await sendWithRetry(
       deps.pool,
       deps.upstream,
@@ -78,28 +122,88 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
         clientHeaders: req.headers,
         body: parsed.req.body,
         cancel,
+        affinity: scope.affinity,
       },
       (outcome) => deps.metrics.countAttempt(outcome.kind),
     );
-    settleAfter(deps, ticket, await deliver(res, sent, parsed.req.stripUsageChunk, headers), started);
+    // Objects the answer created or deleted are recorded as soon as it is in. Work billed later
+    // (a batch, a background response) is recorded durably before the client even sees its id.
+    let adopted = false;
+    const record = async (r: RelayResult): Promise<void> => {
+      if (sent.kind !== 'stream' || classified === undefined) return;
+      const answer = {
+        status: sent.response.statusCode,
+        key: sent.key,
+        createdId: r.createdId,
+        body: r.body,
+      };
+      const c = {
+        account,
+        classified,
+        scope,
+        req: parsed.req,
+        ticket,
+        work,
+        answer,
+        usageSeen: r.usage !== undefined,
+      };
+      work = undefined; // afterAnswer adopts or releases it
+      adopted = await afterAnswer(deps.tenancy, c);
+    };
+    const hold =
+      work !== undefined ||
+      (classified?.route.background === true &&
+        parsed.req.json?.['background'] === true &&
+        !parsed.req.stream);
+    const scanId = action === undefined ? undefined : createdPrefix(action, parsed.req);
+    const end = await deliver(res, sent, {
+      stripUsageChunk: parsed.req.stripUsageChunk,
+      headers,
+      scanId,
+      hold,
+      record,
+    });
+    if (!adopted) settleAfter(deps, ticket, end, started);
   } catch (err: unknown) {
     deps.meter.settle(ticket, { kind: 'failed', status: 500, outcome: 'upstream-error', attempts: 0 });
     throw err;
   } finally {
+    // A batch reservation no answer adopted (upstream refused or failed) is released here.
+    if (work !== undefined) deps.meter.settle(work.ticket, refused(new GatewayError('upstream_unreachable')));
     res.off('close', onClose);
   }
+}
+
+const LISTED: RequestEnd = { kind: 'done', status: 200, outcome: 'completed', parts: [], attempts: 0 };
+
+function refused(error: GatewayError): RequestEnd {
+  return { kind: 'failed', status: error.status, outcome: 'upstream-error', attempts: 0 };
 }
 
 /** Sends the final answer to the client and says how the request ended. */
 async function deliver(
   res: ServerResponse,
-  sent: Awaited<ReturnType<typeof sendWithRetry>>,
-  stripUsageChunk: boolean,
-  headers: Record<string, string>,
+  sent: SendResult,
+  opts: {
+    stripUsageChunk: boolean;
+    headers: Record<string, string>;
+    /** Id prefix of the object the answer creates. */
+    scanId: string | undefined;
+    /** Read the whole answer and record it before sending it (work billed later). */
+    hold: boolean;
+    record: (r: RelayResult) => Promise<void>;
+  },
 ): Promise<RequestEnd> {
+  const { headers } = opts;
   switch (sent.kind) {
     case 'stream': {
-      const r = await relayResponse(res, sent.response, { stripUsageChunk, headers });
+      let r: RelayResult;
+      if (opts.hold) {
+        r = await relayHeld(res, sent.response, { headers, scanId: opts.scanId, beforeSend: opts.record });
+      } else {
+        r = await relayResponse(res, sent.response, opts);
+        await opts.record(r);
+      }
       return {
         kind: 'relayed',
         status: sent.response.statusCode,

@@ -7,6 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import { usageFromOpenAI, type Usage } from '../billing/cost.js';
 import { SseUsageTracker } from '../billing/sse-usage.js';
+import { CreatedIdScanner, findCreatedId } from '../tenancy/created-id.js';
 import { clientHeaders } from '../upstream/forward-headers.js';
 import type { UpstreamResponse } from '../upstream/upstream-client.js';
 
@@ -18,6 +19,10 @@ export interface RelayResult {
   readonly usage: Usage | undefined;
   /** Text delivered on a stream that ended without usage (for the tokenizer fallback). */
   readonly deliveredText: string;
+  /** Id of the object the answer created, when asked to look for one (`scanId`). */
+  readonly createdId: string | undefined;
+  /** A JSON answer's bytes (up to 8 MiB), for the caller to read fields of a created object. */
+  readonly body: Buffer | undefined;
 }
 
 /** JSON bodies up to this size are kept to read `usage`; bigger ones are passed through only. */
@@ -30,6 +35,8 @@ export async function relayResponse(
     stripUsageChunk: boolean;
     /** The gateway's own response headers (request id, rate limits), added to upstream's. */
     headers: Readonly<Record<string, string>>;
+    /** Id prefix of the object this answer creates (`resp_`, `file-`): find and return its id. */
+    scanId?: string | undefined;
   },
 ): Promise<RelayResult> {
   const headers = clientHeaders(upstream.headers, opts.headers);
@@ -47,7 +54,9 @@ export async function relayResponse(
   res.writeHead(upstream.statusCode, headers);
   if (sse) res.flushHeaders();
 
-  const relayed = await pump(res, upstream, tracker, capture);
+  // A stream's created id is found on the way; a JSON answer's in the captured body afterwards.
+  const scanner = sse && opts.scanId !== undefined ? new CreatedIdScanner(opts.scanId) : undefined;
+  const relayed = await pump(res, upstream, tracker, capture, scanner);
   const end = relayed.end;
   let bytes = relayed.bytes;
   let usage: Usage | undefined;
@@ -66,7 +75,67 @@ export async function relayResponse(
   if (end === 'completed') {
     if (!res.writableEnded) res.end();
   } else res.destroy();
-  return { end, bytes, usage, deliveredText };
+  const body = relayed.captured;
+  const createdId =
+    scanner?.id ??
+    (opts.scanId !== undefined && body !== undefined ? findCreatedId(body, opts.scanId) : undefined);
+  return { end, bytes, usage, deliveredText, createdId, body };
+}
+
+/**
+ * For an answer that creates work billed later (a batch, a background response): reads the whole
+ * (small, JSON) body first, lets `beforeSend` record what it created durably, and only then sends
+ * it — so once the client holds the new id, the gateway cannot forget to bill it.
+ */
+export async function relayHeld(
+  res: ServerResponse,
+  upstream: UpstreamResponse,
+  opts: {
+    headers: Readonly<Record<string, string>>;
+    scanId: string | undefined;
+    beforeSend: (result: RelayResult) => Promise<void>;
+  },
+): Promise<RelayResult> {
+  const body = await readAll(upstream);
+  const result: RelayResult = {
+    end: body === undefined ? 'upstream-error' : 'completed',
+    bytes: body?.length ?? 0,
+    usage: body === undefined ? undefined : usageFromBody(body),
+    deliveredText: '',
+    createdId: body === undefined || opts.scanId === undefined ? undefined : findCreatedId(body, opts.scanId),
+    body,
+  };
+  await opts.beforeSend(result);
+  if (body === undefined || res.destroyed) {
+    res.destroy();
+    return { ...result, end: body === undefined ? 'upstream-error' : 'client-gone' };
+  }
+  const headers = clientHeaders(upstream.headers, opts.headers);
+  headers['content-length'] = String(body.length);
+  res.writeHead(upstream.statusCode, headers);
+  res.end(body);
+  return result;
+}
+
+/** The whole body (at most MAX_CAPTURE), or undefined when upstream broke off. */
+function readAll(upstream: UpstreamResponse): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    upstream.body.attach({
+      onData(chunk) {
+        size += chunk.length;
+        if (size > MAX_CAPTURE) {
+          upstream.body.destroy();
+          resolve(undefined);
+          return;
+        }
+        chunks.push(chunk);
+      },
+      onEnd: () => resolve(Buffer.concat(chunks, size)),
+      onError: () => resolve(undefined),
+    });
+  });
 }
 
 /**
@@ -82,6 +151,7 @@ function pump(
   upstream: UpstreamResponse,
   tracker: SseUsageTracker | undefined,
   capture: boolean,
+  scanner: CreatedIdScanner | undefined,
 ): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined }> {
   const body = upstream.body;
   const declared = Number(upstream.headers['content-length'] ?? NaN);
@@ -109,6 +179,7 @@ function pump(
       onData(chunk) {
         if (settled) return;
         received += chunk.length;
+        scanner?.push(chunk);
         if (capture && captured + chunk.length <= MAX_CAPTURE) {
           (chunks ??= []).push(chunk);
           captured += chunk.length;

@@ -1,6 +1,7 @@
 /**
  * What one flush of the state writer hands to the store: dirty accounts with their full card
- * lists, deleted accounts, and the queued ledger, usage and per-day aggregate rows. A sink writes
+ * lists, deleted accounts, the queued ledger, usage and per-day aggregate rows, and the upstream
+ * objects created, deleted or settled since the last flush. A sink writes
  * it in ONE transaction. Each backend has its own sink (same contract, mirrored file names).
  */
 import type { Insertable } from 'kysely';
@@ -8,6 +9,7 @@ import type {
   AccountsTable,
   CreditCardsTable,
   LedgerTable,
+  ObjectsTable,
   UsageDailyTable,
   UsageRecordsTable,
 } from './schema.js';
@@ -17,6 +19,8 @@ export type CardRow = Omit<Insertable<CreditCardsTable>, 'id' | 'account_id'>;
 export type LedgerRow = Omit<LedgerTable, 'id'>;
 export type UsageRow = UsageRecordsTable;
 export type DailyRow = UsageDailyTable;
+/** The whole row of an upstream object (upserted by id: created, deleted, followed, settled). */
+export type ObjectRow = ObjectsTable;
 
 export interface Batch {
   accounts: AccountRow[];
@@ -25,6 +29,7 @@ export interface Batch {
   ledger: LedgerRow[];
   usage: UsageRow[];
   daily: DailyRow[];
+  objects: ObjectRow[];
 }
 
 export interface BatchSink {

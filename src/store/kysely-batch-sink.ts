@@ -59,7 +59,20 @@ export function createKyselyBatchSink(db: Kysely<Database>): BatchSink {
             )
             .execute();
         }
+        for (const o of snap.objects) {
+          await trx
+            .insertInto('objects')
+            .values(o)
+            .onConflict((oc) => oc.column('id').doUpdateSet(withoutId(o)))
+            .execute();
+        }
       });
     },
   };
+}
+
+function withoutId<T extends { id: unknown }>(row: T): Omit<T, 'id'> {
+  const copy: Partial<T> = { ...row };
+  delete copy.id;
+  return copy as Omit<T, 'id'>;
 }

@@ -128,6 +128,41 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .execute();
       },
     },
+    '0003_tenancy': {
+      async up(db: Kysely<unknown>) {
+        // Keys of one upstream organisation can be grouped; objects pinned to a key may then use any
+        // key of its group.
+        await db.schema.alterTable('upstream_keys').addColumn('key_group', 'text').execute();
+        // Refused endpoint families an ancestor opened for this account (JSON array; null = none).
+        await db.schema.alterTable('accounts').addColumn('allow_endpoints', 'text').execute();
+        // Every upstream object created through the gateway: its owner, the key (and group) that
+        // holds it, and, for work billed when done (batches, background responses), the reservation
+        // held until the follower settles it.
+        await db.schema
+          .createTable('objects')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('account_id', 'integer', (c) => c.notNull())
+          .addColumn('key_id', 'integer', (c) => c.notNull())
+          .addColumn('key_group', 'text')
+          .addColumn('tag', 'text')
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('deleted_at', big)
+          .addColumn('follow', 'text')
+          .addColumn('reserved', big, (c) => c.notNull().defaultTo(0))
+          .addColumn('request_id', 'text')
+          .addColumn('model', 'text')
+          .addColumn('price_percent', 'integer')
+          .execute();
+        // Lists of one account's objects of one kind, newest or oldest first.
+        await db.schema
+          .createIndex('objects_owner')
+          .on('objects')
+          .columns(['account_id', 'kind', 'created_at'])
+          .execute();
+        await db.schema.createIndex('objects_follow').on('objects').column('follow').execute();
+      },
+    },
   };
 }
 

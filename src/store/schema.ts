@@ -18,6 +18,8 @@ export interface UpstreamKeysTable {
   created_at: number;
   updated_at: number;
   disabled_at: number | null;
+  /** Keys of one upstream organisation share a group (affinity of the objects they hold). */
+  key_group: string | null;
 }
 
 export interface AccountsTable {
@@ -41,6 +43,8 @@ export interface AccountsTable {
   allow_ips: string | null;
   /** JSON array of model names; null = unrestricted. */
   allow_models: string | null;
+  /** JSON array of refused endpoint families opened for this account; null = none. */
+  allow_endpoints: string | null;
   credit_granted: number;
   credit_used: number;
   requests: number;
@@ -97,6 +101,29 @@ export interface UsageDailyTable {
   completion_tokens: number;
 }
 
+/**
+ * An upstream object created through the gateway (file-…, batch_…, resp_…): its owner and the
+ * pool key that holds it. `follow` is 'open' while the gateway follows the work for billing (a
+ * batch, a background response) with `reserved` set aside; 'done' once it is settled.
+ */
+export interface ObjectsTable {
+  id: string;
+  kind: string;
+  account_id: number;
+  key_id: number;
+  key_group: string | null;
+  /** The attribute kept for list filters (a file's purpose, a stored completion's model). */
+  tag: string | null;
+  created_at: number;
+  deleted_at: number | null;
+  follow: string | null;
+  reserved: number;
+  /** Usage record id of the settlement (the creating request's id). */
+  request_id: string | null;
+  model: string | null;
+  price_percent: number | null;
+}
+
 export interface Database {
   upstream_keys: UpstreamKeysTable;
   accounts: AccountsTable;
@@ -104,4 +131,5 @@ export interface Database {
   ledger: LedgerTable;
   usage_records: UsageRecordsTable;
   usage_daily: UsageDailyTable;
+  objects: ObjectsTable;
 }

@@ -26,6 +26,7 @@ const ACCOUNT_COLUMNS = [
   'is_root',
   'allow_ips',
   'allow_models',
+  'allow_endpoints',
   'credit_granted',
   'credit_used',
   'requests',
@@ -49,6 +50,22 @@ const USAGE_COLUMNS = [
   'attempts',
   'usage_source',
   'created_at',
+] as const;
+
+const OBJECT_COLUMNS = [
+  'id',
+  'kind',
+  'account_id',
+  'key_id',
+  'key_group',
+  'tag',
+  'created_at',
+  'deleted_at',
+  'follow',
+  'reserved',
+  'request_id',
+  'model',
+  'price_percent',
 ] as const;
 
 function insertSql(table: string, columns: readonly string[]): string {
@@ -141,6 +158,14 @@ export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSin
        completion_tokens = completion_tokens + excluded.completion_tokens`,
   );
 
+  const upsertObject = sqlite.prepare(
+    `${insertSql('objects', OBJECT_COLUMNS)} on conflict (id) do update set ${OBJECT_COLUMNS.filter(
+      (c) => c !== 'id',
+    )
+      .map((c) => `${c} = excluded.${c}`)
+      .join(', ')}`,
+  );
+
   const writeAll = sqlite.transaction((b: Batch) => {
     // Deletes first, so a name freed by a deletion can be taken by an account in the same batch.
     for (const id of b.deleted) {
@@ -159,6 +184,7 @@ export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSin
     for (const d of b.daily) {
       upsertDaily.run(d.account_id, d.day, d.model, d.requests, d.cost, d.prompt_tokens, d.completion_tokens);
     }
+    for (const o of b.objects) upsertObject.run(o);
   });
 
   return {

@@ -8,9 +8,9 @@
  */
 import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
-import type { AccountRow, Batch, BatchSink, DailyRow, LedgerRow, UsageRow } from './batch-sink.js';
+import type { AccountRow, Batch, BatchSink, DailyRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js';
 
-export type { AccountRow, LedgerRow, UsageRow } from './batch-sink.js';
+export type { AccountRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js';
 
 interface Snapshot extends Batch {
   /** The accounts themselves, to mark dirty again when the write fails. */
@@ -24,6 +24,10 @@ export class StateWriter {
   private deleted: number[] = [];
   private ledger: LedgerRow[] = [];
   private usage: UsageRow[] = [];
+  /** Latest row of each object changed since the last flush (by id). */
+  private objects = new Map<string, ObjectRow>();
+  /** Rows of the flush in progress, so an object is known to be written or about to be. */
+  private writingObjects: ReadonlyMap<string, ObjectRow> = new Map();
   private running: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
@@ -71,8 +75,18 @@ export class StateWriter {
     }
   }
 
+  /** Queues an object's current row; a later save of the same id before the flush replaces it. */
+  saveObject(row: ObjectRow): void {
+    this.objects.set(row.id, row);
+  }
+
+  /** True while an object's row is queued or being written (so it must not be dropped from caches). */
+  holdsObject(id: string): boolean {
+    return this.objects.has(id) || this.writingObjects.has(id);
+  }
+
   get pending(): number {
-    return this.dirty.size + this.deleted.length + this.ledger.length + this.usage.length;
+    return this.dirty.size + this.deleted.length + this.ledger.length + this.usage.length + this.objects.size;
   }
 
   /** Writes everything queued so far; resolves when it is durable. Flushes never overlap. */
@@ -85,10 +99,13 @@ export class StateWriter {
   private async flushOnce(): Promise<void> {
     if (this.pending === 0) return;
     const snap = this.snapshot();
+    this.writingObjects = new Map(snap.objects.map((o) => [o.id, o]));
     try {
       await this.sink.write(snap);
       this.failures = 0;
     } catch (err: unknown) {
+      // A newer row of the same object queued meanwhile wins over the one that failed.
+      for (const o of snap.objects) if (!this.objects.has(o.id)) this.objects.set(o.id, o);
       // Put the rows back in front so nothing settled is lost.
       this.failures++;
       this.ledger = [...snap.ledger, ...this.ledger];
@@ -98,6 +115,8 @@ export class StateWriter {
       for (const a of snap.sources) if (!this.deleted.includes(a.id)) this.dirty.set(a.id, a);
       this.log.error({ err, failures: this.failures }, 'state flush failed; will retry');
       throw err;
+    } finally {
+      this.writingObjects = new Map();
     }
   }
 
@@ -125,7 +144,9 @@ export class StateWriter {
       ledger: this.ledger,
       usage: this.usage,
       daily: aggregateDaily(this.usage),
+      objects: [...this.objects.values()],
     };
+    this.objects = new Map();
     this.dirty = new Map();
     this.deleted = [];
     this.ledger = [];
@@ -179,6 +200,7 @@ export function accountRow(a: Account): AccountRow {
     is_root: a.isRoot ? 1 : 0,
     allow_ips: a.allowIps === null ? null : JSON.stringify(a.allowIps),
     allow_models: a.allowModels === null ? null : JSON.stringify([...a.allowModels]),
+    allow_endpoints: a.allowEndpoints === null ? null : JSON.stringify([...a.allowEndpoints]),
     credit_granted: a.creditGranted,
     credit_used: a.creditUsed,
     requests: a.requests,

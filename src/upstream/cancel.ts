@@ -26,3 +26,34 @@ export class Cancel {
     else this.hook = hook;
   }
 }
+
+/**
+ * Cancels of several upstream calls made for one purpose (the items of a list, the follower's
+ * reads), aborted together. A `Cancel` holds one hook only, so concurrent calls each get their own.
+ */
+export class CancelGroup {
+  private readonly members = new Set<Cancel>();
+  private done = false;
+
+  get aborted(): boolean {
+    return this.done;
+  }
+
+  /** A new member; already aborted when the group is. Release it when its call is over. */
+  create(): Cancel {
+    const c = new Cancel();
+    if (this.done) c.abort();
+    else this.members.add(c);
+    return c;
+  }
+
+  release(c: Cancel): void {
+    this.members.delete(c);
+  }
+
+  abort(): void {
+    this.done = true;
+    for (const c of this.members) c.abort();
+    this.members.clear();
+  }
+}

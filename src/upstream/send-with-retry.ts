@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../errors/catalogue.js';
-import type { KeyPool, PoolKey } from '../keys/key-pool.js';
+import type { KeyAffinity, KeyPool, PoolKey } from '../keys/key-pool.js';
 import type { Cancel } from './cancel.js';
 import { classifyResponse, isRetryable, type UpstreamOutcome } from './classify-outcome.js';
 import { upstreamHeaders } from './forward-headers.js';
@@ -25,6 +25,8 @@ export interface OutboundRequest {
   readonly clientHeaders: IncomingHttpHeaders;
   readonly body: Buffer | undefined;
   readonly cancel: Cancel;
+  /** Only keys that hold the objects the request names (tenancy); any key when undefined. */
+  readonly affinity?: KeyAffinity | undefined;
 }
 
 export type SendResult =
@@ -63,8 +65,18 @@ export async function sendWithRetry(
   let attempts = 0;
   const cancel = req.cancel;
   while (attempts < policy.maxAttempts) {
-    const key = pool.pick(tried ?? NONE_TRIED);
-    if (key === undefined) break;
+    const key =
+      req.affinity === undefined
+        ? pool.pick(tried ?? NONE_TRIED)
+        : pool.pickPinned(req.affinity, tried ?? NONE_TRIED);
+    if (key === undefined) {
+      if (attempts === 0 && req.affinity !== undefined) {
+        // The objects' organisation cannot be reached: say so, rather than 404 from another one.
+        const name = pool.anyAllows(req.affinity) ? 'object_unavailable' : 'objects_apart';
+        return { kind: 'error', error: new GatewayError(name), attempts };
+      }
+      break;
+    }
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
       last = { kind: 'error', error: new GatewayError('upstream_timeout'), attempts };
@@ -136,8 +148,8 @@ function finalError(
   return { kind: 'buffered', status, headers, body: sanitizeErrorBody(status, raw), attempts };
 }
 
-/** Reads an error body, keeping at most `cap` bytes; a broken body still classifies by status. */
-function readCapped(body: UpstreamBody, cap: number): Promise<Buffer> {
+/** Reads a body, keeping at most `cap` bytes; a broken body yields what arrived. */
+export function readCapped(body: UpstreamBody, cap: number): Promise<Buffer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;

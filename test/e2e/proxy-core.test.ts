@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { toFile } from 'openai';
 import { startMockUpstream, mockSpeechBytes, type MockUpstream } from '../support/mock-upstream.js';
 import { request } from 'node:http';
-import { startGateway, call, ROOT_KEY, type TestGateway } from '../support/gateway.js';
+import { startGateway, call, removeDir, ROOT_KEY, type TestGateway } from '../support/gateway.js';
 
 const K1 = 'sk-upstream-core-aaaaaaaaaaaaaaaa0001';
 const K2 = 'sk-upstream-core-bbbbbbbbbbbbbbbb0002';
@@ -121,12 +121,32 @@ describe('OpenAI surface through the SDK', () => {
     expect(page.data.length).toBeGreaterThan(0);
   });
 
-  it('forwards unknown /v1 paths with their query', async () => {
+  it('refuses /v1 paths the endpoint table does not know, without reaching upstream (UNKNOWN_ENDPOINTS=refuse)', async () => {
+    const before = mock.requests.length;
     const r = await call(gw, '/v1/some/new/thing?x=1');
-    expect(r.status).toBe(200);
-    const body = (await r.json()) as { echo: { path: string; query: string } };
-    expect(body.echo.path).toBe('/v1/some/new/thing');
-    expect(body.echo.query).toBe('x=1');
+    expect(r.status).toBe(403);
+    const body = (await r.json()) as { error: { code: string; type: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'endpoint_not_allowed', type: 'permission_error' });
+    expect(body.error.message).toContain('GET /v1/some/new/thing');
+    expect(mock.requests.length).toBe(before);
+  });
+
+  it('forwards unknown /v1 paths with their query when UNKNOWN_ENDPOINTS=forward', async () => {
+    const open = await startGateway({
+      OPENAI_API_BASE: mock.url,
+      INIT_KEYS: 'sk-upstream-core-forward',
+      UNKNOWN_ENDPOINTS: 'forward',
+    });
+    try {
+      const r = await call(open, '/v1/some/new/thing?x=1');
+      expect(r.status).toBe(200);
+      const body = (await r.json()) as { echo: { path: string; query: string } };
+      expect(body.echo.path).toBe('/v1/some/new/thing');
+      expect(body.echo.query).toBe('x=1');
+    } finally {
+      await open.stop();
+      removeDir(open.dataDir);
+    }
   });
 
   it('accepts the bare key form of Authorization on /v1', async () => {
@@ -169,7 +189,7 @@ describe('headers', () => {
         'set-cookie': 'a=b',
       },
     });
-    const r = await call(gw, '/v1/anything', { body: {} });
+    const r = await call(gw, '/v1/embeddings', { body: { model: 'text-embedding-3-small', input: 'x' } });
     expect(r.status).toBe(200);
     expect(r.headers.get('openai-organization')).toBeNull();
     expect(r.headers.get('x-ratelimit-remaining-tokens')).toBeNull();

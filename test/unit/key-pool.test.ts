@@ -23,11 +23,13 @@ function memoryRepo(): KeyRepository {
         lastError: null,
         createdAt: k.now,
         updatedAt: k.now,
+        group: k.group,
       };
       rows.push(row);
       return Promise.resolve(row);
     },
     updateState: () => Promise.resolve(),
+    updateGroup: () => Promise.resolve(),
     addCounters: () => Promise.resolve(),
     delete: () => Promise.resolve(),
   };
@@ -90,5 +92,29 @@ describe('KeyPool selection', () => {
   it('rejects a duplicate key', async () => {
     const p = await pool(1);
     expect(await p.add('sk-test-1')).toEqual({ ok: false, reason: 'duplicate' });
+  });
+
+  it('serves a pinned request only with the key that holds its objects, or a key of that key’s group', async () => {
+    const now = { t: 0 };
+    const p = await pool(4, now);
+    await p.setGroup(1, 'org-a');
+    await p.setGroup(3, 'org-a');
+    const pinnedToKey2 = { pins: [{ keyId: 2, group: null }] };
+    expect([1, 2, 3].map(() => p.pickPinned(pinnedToKey2, new Set())?.id)).toEqual([2, 2, 2]);
+    expect(p.pickPinned(pinnedToKey2, new Set([2]))).toBeUndefined();
+    const groupA = { pins: [{ keyId: 1, group: 'org-a' }] };
+    expect(new Set([1, 2, 3, 4].map(() => p.pickPinned(groupA, new Set())?.id))).toEqual(new Set([1, 3]));
+    // Two objects of one group and a third one pinned to key 3: only key 3 satisfies all.
+    const both = { pins: [...groupA.pins, { keyId: 3, group: null }] };
+    expect(p.pickPinned(both, new Set())?.id).toBe(3);
+    // A disabled key can no longer reach the organisation; a cooling or parked one still can.
+    p.report(p.pickPinned({ pins: [{ keyId: 3, group: null }] }, new Set())!, {
+      kind: 'key-invalid',
+      reason: 'invalid_api_key',
+    });
+    expect(p.pickPinned(both, new Set())).toBeUndefined();
+    expect(p.pickPinned(groupA, new Set())?.id).toBe(1);
+    p.report(p.pickPinned(pinnedToKey2, new Set())!, { kind: 'key-quota', reason: 'insufficient_quota' });
+    expect(p.pickPinned(pinnedToKey2, new Set())?.id).toBe(2);
   });
 });

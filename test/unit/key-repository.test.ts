@@ -28,6 +28,7 @@ describe('KeyRepository.addCounters', () => {
         keyHash: `h${i}`,
         ciphertext: `c${i}`,
         last4: String(i % 10_000).padStart(4, '0'),
+        group: null,
         now: 1,
       });
       if (k === undefined) throw new Error('insert failed');
@@ -53,8 +54,8 @@ describe('KeyRepository.addCounters', () => {
   });
 
   it('leaves keys outside the batch alone', async () => {
-    const a = await repo.insert({ keyHash: 'a', ciphertext: 'ca', last4: 'aaaa', now: 1 });
-    await repo.insert({ keyHash: 'b', ciphertext: 'cb', last4: 'bbbb', now: 1 });
+    const a = await repo.insert({ keyHash: 'a', ciphertext: 'ca', last4: 'aaaa', group: null, now: 1 });
+    await repo.insert({ keyHash: 'b', ciphertext: 'cb', last4: 'bbbb', group: null, now: 1 });
     await repo.addCounters([{ id: a!.id, requests: 5, failures: 1, lastError: 'x' }], 9);
     const [ra, rb] = await repo.list();
     expect([ra?.requests, ra?.failures, ra?.lastError, ra?.updatedAt]).toEqual([5, 1, 'x', 9]);

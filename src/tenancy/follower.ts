@@ -1,0 +1,244 @@
+/**
+ * Work billed when done: the gateway itself follows every open batch and background response
+ * until upstream ends it, then bills it — a client that never polls does not escape. Each one's
+ * worst case stays reserved on the owner's balance meanwhile (and again after a restart: the
+ * open follows are read back from the store and their reservations held before traffic starts).
+ *
+ * A batch is billed from its output file (every successful line's usage, summed per model, at the
+ * price table's `batch_percent`); a background response from its own `usage`. The charge and the
+ * object's "done" mark go to the store in one write batch, so a restart neither bills twice nor
+ * forgets.
+ */
+import type { Logger } from 'pino';
+import type { AccountRegistry } from '../accounts/account-registry.js';
+import { addUsage, usageFromOpenAI, type Usage } from '../billing/cost.js';
+import type { DonePart, Meter, RequestEnd, Ticket } from '../billing/meter.js';
+import type { PriceTable } from '../billing/price-table.js';
+import type { KeyPool } from '../keys/key-pool.js';
+import { CancelGroup } from '../upstream/cancel.js';
+import { readCapped, sendWithRetry, type RetryPolicy } from '../upstream/send-with-retry.js';
+import type { UpstreamClient } from '../upstream/upstream-client.js';
+import { forEachLine } from './body-lines.js';
+import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
+
+export interface FollowerDeps {
+  readonly registry: ObjectRegistry;
+  readonly accounts: AccountRegistry;
+  readonly meter: Meter;
+  readonly prices: PriceTable;
+  readonly pool: KeyPool;
+  readonly upstream: UpstreamClient;
+  readonly retry: RetryPolicy;
+  readonly log: Logger;
+  readonly intervalMs: number;
+}
+
+type Terminal = Extract<RequestEnd, { kind: 'done' }>['outcome'];
+
+const BATCH_END: Readonly<Record<string, Terminal>> = {
+  completed: 'completed',
+  failed: 'failed',
+  expired: 'expired',
+  cancelled: 'cancelled',
+};
+const RESPONSE_END: Readonly<Record<string, Terminal>> = {
+  completed: 'completed',
+  failed: 'failed',
+  cancelled: 'cancelled',
+  incomplete: 'incomplete',
+};
+
+const MAX_OBJECT_BYTES = 4 * 1024 * 1024;
+const MAX_OUTPUT_LINE = 64 * 1024 * 1024;
+const CONCURRENCY = 4;
+
+export const FOLLOWED_PATHS = { batch: '/v1/batches', response: '/v1/responses' } as const;
+
+export class Follower {
+  private readonly open = new Map<string, { readonly rec: ObjectRecord; readonly ticket: Ticket }>();
+  private timer: NodeJS.Timeout | undefined;
+  private polling: Promise<void> | undefined;
+  private readonly cancels = new CancelGroup();
+
+  constructor(private readonly deps: FollowerDeps) {}
+
+  /** Number of objects followed right now. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Reads the open follows back from the store and holds their reservations again. */
+  async resume(): Promise<void> {
+    for (const rec of await this.deps.registry.openFollows()) {
+      const f = rec.follow;
+      if (f?.state !== 'open') continue;
+      const account = this.deps.accounts.get(rec.accountId);
+      if (account === undefined) {
+        this.deps.log.warn({ object: rec.id }, 'followed object of a deleted account: no longer billed');
+        this.deps.registry.setFollow(rec, { state: 'done' });
+        continue;
+      }
+      const ticket = this.deps.meter.hold(account, {
+        requestId: f.requestId,
+        path: rec.kind === 'batch' ? FOLLOWED_PATHS.batch : FOLLOWED_PATHS.response,
+        model: f.model ?? rec.kind,
+        price: f.model === null ? undefined : this.deps.prices.lookup(f.model),
+        reserve: f.reserved,
+        pricePercent: f.pricePercent,
+      });
+      this.open.set(rec.id, { rec, ticket });
+    }
+  }
+
+  /** Starts following `rec`, whose worst case `ticket` holds; the caller flushes the writer. */
+  track(rec: ObjectRecord, ticket: Ticket): void {
+    this.deps.registry.setFollow(rec, {
+      state: 'open',
+      reserved: ticket.reserved,
+      requestId: ticket.requestId,
+      model: rec.kind === 'batch' ? null : ticket.model,
+      pricePercent: ticket.pricePercent,
+    });
+    this.open.set(rec.id, { rec, ticket });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.pollOnce(), this.deps.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.cancels.abort();
+    await this.polling;
+  }
+
+  /** One round over every open follow (the timer's tick; tests call it directly). */
+  pollOnce(): Promise<void> {
+    this.polling ??= this.round().finally(() => (this.polling = undefined));
+    return this.polling;
+  }
+
+  private async round(): Promise<void> {
+    const queue = [...this.open.values()];
+    const worker = async (): Promise<void> => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
+        if (this.cancels.aborted) return;
+        try {
+          await this.check(item.rec, item.ticket);
+        } catch (err: unknown) {
+          this.deps.log.error({ err, object: item.rec.id }, 'could not follow an object; will retry');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  }
+
+  private async check(rec: ObjectRecord, ticket: Ticket): Promise<void> {
+    const obj = await this.fetchJson(
+      rec,
+      `${FOLLOWED_PATHS[rec.kind === 'batch' ? 'batch' : 'response']}/${rec.id}`,
+    );
+    if (obj === undefined) return;
+    const status = typeof obj['status'] === 'string' ? obj['status'] : '';
+    const outcome = (rec.kind === 'batch' ? BATCH_END : RESPONSE_END)[status];
+    if (outcome === undefined) return;
+    const parts = rec.kind === 'batch' ? await this.batchParts(rec, obj) : this.responseParts(obj, ticket);
+    if (parts === undefined) return; // the output could not be read completely: next round
+    if (!this.open.has(rec.id)) return;
+    this.open.delete(rec.id);
+    // Charge and "done" mark in the same synchronous step: one write batch.
+    this.deps.meter.settle(ticket, { kind: 'done', status: 200, outcome, parts, attempts: 1 });
+    this.deps.registry.setFollow(rec, { state: 'done' });
+    this.deps.log.info(
+      { object: rec.id, outcome, account: rec.accountId },
+      'followed work ended and was billed',
+    );
+  }
+
+  private responseParts(obj: Record<string, unknown>, ticket: Ticket): DonePart[] {
+    const usage = usageFromOpenAI(obj['usage']);
+    if (usage === undefined) return [];
+    const model = typeof obj['model'] === 'string' ? obj['model'] : ticket.model;
+    const price = this.deps.prices.lookup(model) ?? ticket.price;
+    return price === undefined ? [] : [{ model: ticket.model, price, usage }];
+  }
+
+  /** Usage of every successful line of the output file, summed per model. */
+  private async batchParts(
+    rec: ObjectRecord,
+    batch: Record<string, unknown>,
+  ): Promise<DonePart[] | undefined> {
+    const outputId = batch['output_file_id'];
+    if (typeof outputId !== 'string' || outputId === '') return [];
+    const sent = await this.get(rec, `/v1/files/${encodeURIComponent(outputId)}/content`);
+    if (sent?.kind !== 'stream') return undefined;
+    const perModel = new Map<string, Usage>();
+    const read = await forEachLine(sent.response.body, MAX_OUTPUT_LINE, (line) => {
+      const parsed = parseLine(line);
+      const response = parsed?.['response'] as Record<string, unknown> | undefined;
+      if (response?.['status_code'] !== 200) return;
+      const body = response['body'] as Record<string, unknown> | undefined;
+      const usage = usageFromOpenAI(body?.['usage']);
+      const model = body?.['model'];
+      if (usage === undefined || typeof model !== 'string') return;
+      const total = perModel.get(model);
+      if (total === undefined) perModel.set(model, usage);
+      else addUsage(total, usage);
+    });
+    if (!read.ok) return undefined;
+    const parts: DonePart[] = [];
+    for (const [model, usage] of perModel) {
+      const price = this.deps.prices.lookup(model);
+      if (price === undefined) {
+        // The plan refused unpriced models; a snapshot name upstream answered with may still miss.
+        this.deps.log.warn(
+          { object: rec.id, model },
+          'batch output names a model without a price; not billed',
+        );
+        continue;
+      }
+      parts.push({ model, price, usage });
+    }
+    return parts;
+  }
+
+  private async fetchJson(rec: ObjectRecord, path: string): Promise<Record<string, unknown> | undefined> {
+    const sent = await this.get(rec, path);
+    if (sent?.kind !== 'stream') return undefined;
+    return parseLine(await readCapped(sent.response.body, MAX_OBJECT_BYTES));
+  }
+
+  private async get(rec: ObjectRecord, path: string): ReturnType<typeof sendWithRetry> {
+    const cancel = this.cancels.create();
+    try {
+      return await sendWithRetry(
+        this.deps.pool,
+        this.deps.upstream,
+        this.deps.retry,
+        {
+          method: 'GET',
+          path,
+          clientHeaders: {},
+          body: undefined,
+          cancel,
+          affinity: { pins: [{ keyId: rec.keyId, group: rec.keyGroup }] },
+        },
+        () => undefined,
+      );
+    } finally {
+      this.cancels.release(cancel);
+    }
+  }
+}
+
+function parseLine(line: Buffer): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(line.toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

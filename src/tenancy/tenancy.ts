@@ -1,0 +1,126 @@
+/**
+ * The tenancy steps of the request path that need several collaborators: reserving a batch's
+ * worst case before it is created, and, once an answer is in, recording the objects it created or
+ * deleted and handing work billed when done to the follower.
+ */
+import type { Account } from '../accounts/account.js';
+import type { Meter, Ticket } from '../billing/meter.js';
+import { GatewayError } from '../errors/catalogue.js';
+import type { ParsedRequest } from '../proxy/parse-request.js';
+import type { StateWriter } from '../store/state-writer.js';
+import type { Cancel } from '../upstream/cancel.js';
+import { planBatch, type BatchPlanDeps } from './batch-plan.js';
+import type { EndpointOptions } from './endpoint-gate.js';
+import type { Classified } from './endpoint-policy.js';
+import { FOLLOWED_PATHS, type Follower } from './follower.js';
+import { noSuchObject } from './object-kinds.js';
+import type { ObjectRegistry } from './object-registry.js';
+import type { Scope } from './object-scope.js';
+import { recordObjects, type Answer } from './record-objects.js';
+import type { ListDeps } from './serve-list.js';
+
+export interface TenancyDeps {
+  readonly endpoints: EndpointOptions;
+  readonly registry: ObjectRegistry;
+  readonly follower: Follower;
+  readonly writer: StateWriter;
+  readonly meter: Meter;
+  readonly batch: BatchPlanDeps;
+  readonly list: ListDeps;
+  readonly clock: () => number;
+  /** Logs a failed write of a followed object (it stays queued and is retried). */
+  readonly onWriteError: (err: unknown) => void;
+}
+
+/** A batch's reservation, held from before its creation until the follower settles it. */
+export interface Work {
+  readonly ticket: Ticket;
+}
+
+export async function reserveBatch(
+  t: TenancyDeps,
+  account: Account,
+  requestId: string,
+  req: ParsedRequest,
+  cancel: Cancel,
+): Promise<{ ok: true; work: Work } | { ok: false; error: GatewayError }> {
+  const fileId = req.json?.['input_file_id'];
+  if (typeof fileId !== 'string' || fileId === '')
+    return {
+      ok: false,
+      error: new GatewayError('invalid_value', 'input_file_id is required.', 'input_file_id'),
+    };
+  // The ownership step already checked the file; read its record for the key that holds it.
+  const input = await t.registry.get(fileId);
+  if (input === undefined || input.accountId !== account.id)
+    return {
+      ok: false,
+      error: new GatewayError('object_not_found', noSuchObject('file', fileId), 'input_file_id'),
+    };
+  const plan = await planBatch(t.batch, account, input, req.json?.['endpoint'], cancel);
+  if (!plan.ok) return plan;
+  const reserved = t.meter.reserve(account, {
+    // Rekeyed to the batch id once upstream has created it (see afterAnswer).
+    requestId: `${requestId}:batch`,
+    path: FOLLOWED_PATHS.batch,
+    model: 'batch',
+    price: undefined,
+    reserve: plan.reserve,
+    pricePercent: t.batch.prices.batchPercent,
+  });
+  if (!reserved.ok) return reserved;
+  return { ok: true, work: { ticket: reserved.ticket } };
+}
+
+export interface AnswerContext {
+  readonly account: Account;
+  readonly classified: Classified;
+  readonly scope: Extract<Scope, { ok: true }>;
+  readonly req: ParsedRequest;
+  /** The request's own admission ticket. */
+  readonly ticket: Ticket;
+  /** A batch's reservation: adopted by the follower, or released when no batch was created. */
+  readonly work: Work | undefined;
+  readonly answer: Answer;
+  /** The answer carried upstream's usage (a background response that already finished). */
+  readonly usageSeen: boolean;
+}
+
+/**
+ * Records what the answer created or deleted. Returns true when the follower adopted the
+ * request's own ticket (a background response still running): the caller must not settle it.
+ */
+export async function afterAnswer(t: TenancyDeps, c: AnswerContext): Promise<boolean> {
+  const rec = recordObjects(t.registry, c.account, c.classified, c.scope, c.req, c.answer, t.clock());
+  let followed = false;
+  let adopted = false;
+  if (c.work !== undefined) {
+    if (rec?.kind === 'batch') {
+      // The usage record of a batch is keyed by the batch id. The reservation moves to the new
+      // ticket as is; the old one is dropped unsettled, so nothing is released twice.
+      t.follower.track(rec, { ...c.work.ticket, requestId: rec.id });
+      followed = true;
+    } else {
+      t.meter.settle(c.work.ticket, {
+        kind: 'failed',
+        status: c.answer.status,
+        outcome: 'upstream-error',
+        attempts: 1,
+      });
+    }
+  }
+  if (
+    rec?.kind === 'response' &&
+    c.classified.route.background === true &&
+    c.req.json?.['background'] === true &&
+    !c.usageSeen
+  ) {
+    t.follower.track(rec, c.ticket);
+    followed = adopted = true;
+  }
+  if (followed) {
+    // Durable before the client learns the id: a crash now cannot lose the bill.
+    await t.writer.flush().catch(t.onWriteError);
+  }
+  return adopted;
+}
