@@ -144,7 +144,7 @@ describe.skipIf(!chromiumAvailable)('docs site /docs/ in Chromium', () => {
       }
     }
     const paths = [...pages.keys()].map((u) => new URL(u).pathname).sort();
-    // The nine docs pages (index both as / and index.html) and the two other sites.
+    // The ten docs pages (index both as / and index.html) and the two other sites.
     expect(paths).toEqual(
       expect.arrayContaining([
         '/billing/',
@@ -154,6 +154,7 @@ describe.skipIf(!chromiumAvailable)('docs site /docs/ in Chromium', () => {
         '/docs/cascading.html',
         '/docs/configuration.html',
         '/docs/deployment.html',
+        '/docs/endpoints.html',
         '/docs/faq.html',
         '/docs/index.html',
         '/docs/quick-start.html',

@@ -1,5 +1,7 @@
 // The endpoint table: classification of paths, and the gate that refuses what is not open.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { PAGE, renderEndpointTable, withTable } from '../../scripts/endpoint-docs.js';
 import type { Account } from '../../src/accounts/account.js';
 import { decideEndpoint } from '../../src/tenancy/endpoint-gate.js';
 import { classify, FAMILIES, type FamilyName, type RouteDef } from '../../src/tenancy/endpoint-policy.js';
@@ -129,5 +131,13 @@ describe('the endpoint gate', () => {
       ok: true,
       classified: undefined,
     });
+  });
+});
+
+describe('the endpoint table in the docs', () => {
+  it('is exactly the table the gateway enforces (regenerate with node --import tsx scripts/endpoint-docs.ts)', () => {
+    const page = readFileSync(PAGE, 'utf8');
+    expect(withTable(page)).toBe(page);
+    expect(page).toContain(renderEndpointTable());
   });
 });
