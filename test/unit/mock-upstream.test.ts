@@ -234,12 +234,13 @@ describe('mock upstream: ok answers', () => {
   });
 
   it('echoes other /v1 paths and 404s elsewhere', async () => {
-    const echo = await post('/v1/assistants/x?limit=2&after=a', { hello: 'world' });
+    // /v1/assistants is modelled now; /v1/evals is not.
+    const echo = await post('/v1/evals/x?limit=2&after=a', { hello: 'world' });
     expect(echo.status).toBe(200);
     expect(await echo.json()).toEqual({
-      echo: { method: 'POST', path: '/v1/assistants/x', query: 'limit=2&after=a', bodyBytes: 17 },
+      echo: { method: 'POST', path: '/v1/evals/x', query: 'limit=2&after=a', bodyBytes: 17 },
     });
-    expect(mock.requests[0]?.path).toBe('/v1/assistants/x?limit=2&after=a');
+    expect(mock.requests[0]?.path).toBe('/v1/evals/x?limit=2&after=a');
     const missing = await fetch(`${mock.url}/nope`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({
