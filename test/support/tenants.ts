@@ -21,6 +21,8 @@ export interface Tenants {
   account(name: string): Account;
   /** Upstream requests whose path mentions `id`. */
   upstreamCallsFor(id: string): number;
+  /** Stops the gateway and starts it again on the same data (t.gw is the new one). */
+  restart(env?: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -47,23 +49,27 @@ export async function startTenants(
   for (const [name, credit] of Object.entries(opts.children ?? { alice: 50, bobby: 50 })) {
     keys[name] = await createChild(gw, name, credit);
   }
-  return {
+  const t: Tenants = {
     mock,
     gw,
     keys,
-    client: (name) => gw.client(keys[name]),
+    client: (name) => t.gw.client(keys[name]),
     account(name) {
-      const a = gw.app.registry.findByName(name);
+      const a = t.gw.app.registry.findByName(name);
       if (a === undefined) throw new Error(`no account ${name}`);
       return a;
     },
     upstreamCallsFor: (id) => mock.requests.filter((r) => r.path.includes(id)).length,
+    async restart(env = {}) {
+      t.gw = await t.gw.restart({ OPENAI_API_BASE: mock.url, ...opts.env, ...env });
+    },
     async stop() {
-      await gw.stop();
+      await t.gw.stop();
       await mock.close();
-      removeDir(gw.dataDir);
+      removeDir(t.gw.dataDir);
     },
   };
+  return t;
 }
 
 /** A small JSONL or text file for uploads through the SDK. */
