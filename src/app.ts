@@ -30,6 +30,8 @@ import { openSqliteStore, type Store } from './store/open-store.js';
 import { StateWriter } from './store/state-writer.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
 import { createMailer, notifySoftLimit } from './accounts/notifications.js';
+import { createRealtimeGateway } from './realtime/create-realtime-gateway.js';
+import type { RealtimeGateway } from './realtime/realtime-gateway.js';
 import { Follower } from './tenancy/follower.js';
 import { ObjectRegistry } from './tenancy/object-registry.js';
 import { createObjectRepository } from './tenancy/object-repository.js';
@@ -53,6 +55,8 @@ export interface App {
   readonly writer: StateWriter;
   readonly secrets: Secrets;
   readonly metrics: Metrics;
+  /** WebSocket sessions of `/v1/realtime` (upgrades of `server`). */
+  readonly realtime: RealtimeGateway;
   /** Owners of upstream objects, and the work the gateway follows for billing. */
   readonly objects: ObjectRegistry;
   readonly follower: Follower;
@@ -145,6 +149,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     retry,
     log,
     intervalMs: config.followIntervalMs,
+    clock,
   });
   // Open batches and background responses hold their reservations again before traffic starts.
   await follower.resume();
@@ -220,6 +225,17 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
     isDraining: () => draining,
   });
+  const realtime = createRealtimeGateway(config, {
+    log,
+    metrics,
+    meter,
+    prices,
+    pool,
+    registry,
+    secrets,
+    isDraining: () => draining,
+  });
+  server.on('upgrade', (req, socket, head: Buffer) => realtime.handleUpgrade(req, socket, head));
   server.on('request', (_req, res) => {
     inFlight++;
     res.once('close', () => {
@@ -249,6 +265,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     objects,
     follower,
     generatedRootKey,
+    realtime,
     listen() {
       return new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -273,6 +290,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     },
     async stop() {
       draining = true;
+      // Realtime sessions are closed at once (1001) and settled before the store closes.
+      const realtimeClosed = realtime.closeAll();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       if (inFlight > 0) {
@@ -282,6 +301,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         ]);
       }
       server.closeAllConnections();
+      await realtimeClosed;
       await closed;
       clearInterval(counterTimer);
       await follower.stop();

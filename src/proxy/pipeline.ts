@@ -27,7 +27,7 @@ import { decideEndpoint } from '../tenancy/endpoint-gate.js';
 import { resolveScope, type Scope } from '../tenancy/object-scope.js';
 import { createdPrefix } from '../tenancy/record-objects.js';
 import { serveList } from '../tenancy/serve-list.js';
-import { afterAnswer, reserveBatch, type TenancyDeps, type Work } from '../tenancy/tenancy.js';
+import { afterAnswer, holdAnswer, reserveBatch, type TenancyDeps, type Work } from '../tenancy/tenancy.js';
 import { parseRequest } from './parse-request.js';
 import { relayHeld, relayResponse, type RelayResult } from './relay-response.js';
 
@@ -151,10 +151,7 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
       adopted = await afterAnswer(deps.tenancy, c);
     };
     const hold =
-      work !== undefined ||
-      (classified?.route.background === true &&
-        parsed.req.json?.['background'] === true &&
-        !parsed.req.stream);
+      work !== undefined || (classified !== undefined && holdAnswer(classified, scope, parsed.req));
     const scanId = action === undefined ? undefined : createdPrefix(action, parsed.req);
     const end = await deliver(res, sent, {
       stripUsageChunk: parsed.req.stripUsageChunk,

@@ -91,3 +91,51 @@ function tagOf(
     return null;
   }
 }
+
+/**
+ * Files upstream creates on behalf of an owned object — a batch's output and error files, a
+ * fine-tuning job's result files — become the parent's owner's, held by the same key, the first
+ * time the gateway sees them (in an answer, a list, or the follower's poll): otherwise nobody
+ * could download a batch's results.
+ */
+export async function adoptDerivedFiles(
+  registry: ObjectRegistry,
+  parent: ObjectRecord,
+  obj: Record<string, unknown>,
+  now: number,
+): Promise<void> {
+  const ids: string[] = [];
+  for (const field of ['output_file_id', 'error_file_id', 'result_files']) {
+    const v = obj[field];
+    for (const id of Array.isArray(v) ? v : [v]) {
+      if (typeof id === 'string' && id.startsWith(OBJECT_KINDS.file.prefix)) ids.push(id);
+    }
+  }
+  for (const id of ids) {
+    if ((await registry.get(id)) !== undefined) continue;
+    registry.add({
+      id,
+      kind: 'file',
+      accountId: parent.accountId,
+      keyId: parent.keyId,
+      keyGroup: parent.keyGroup,
+      createdAt: now,
+      tag: null,
+      deletedAt: null,
+      follow: null,
+    });
+  }
+}
+
+/** The JSON object of an answer, when it is one (and small enough to parse on the side). */
+export function answerObject(body: Buffer | undefined): Record<string, unknown> | undefined {
+  if (body === undefined || body.length > 1024 * 1024) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

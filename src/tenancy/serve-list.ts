@@ -16,6 +16,7 @@ import type { UpstreamClient } from '../upstream/upstream-client.js';
 import type { RouteAction } from './endpoint-policy.js';
 import { noSuchObject, OBJECT_KINDS } from './object-kinds.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
+import { adoptDerivedFiles } from './record-objects.js';
 
 export interface ListDeps {
   readonly registry: ObjectRegistry;
@@ -140,14 +141,16 @@ async function fetchObject(
   }
   if (sent.kind !== 'stream') return undefined;
   const raw = await readCapped(sent.response.body, MAX_OBJECT_BYTES);
+  let obj: Record<string, unknown> | undefined;
   try {
     const parsed: unknown = JSON.parse(raw.toString('utf8'));
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
-      ? (parsed as Record<string, unknown>)
-      : undefined;
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed))
+      obj = parsed as Record<string, unknown>;
   } catch {
     return undefined;
   }
+  if (obj !== undefined) await adoptDerivedFiles(deps.registry, rec, obj, deps.clock());
+  return obj;
 }
 
 /** `metadata[key]=value` query filters (stored chat completions, fine-tuning jobs). */

@@ -16,7 +16,7 @@ import { FOLLOWED_PATHS, type Follower } from './follower.js';
 import { noSuchObject } from './object-kinds.js';
 import type { ObjectRegistry } from './object-registry.js';
 import type { Scope } from './object-scope.js';
-import { recordObjects, type Answer } from './record-objects.js';
+import { adoptDerivedFiles, answerObject, recordObjects, type Answer } from './record-objects.js';
 import type { ListDeps } from './serve-list.js';
 
 export interface TenancyDeps {
@@ -72,6 +72,22 @@ export async function reserveBatch(
   return { ok: true, work: { ticket: reserved.ticket } };
 }
 
+/**
+ * Whether the answer must be recorded before the client sees it: a background response (work
+ * billed later), and reads of a batch or fine-tuning job (the result files they name must be the
+ * owner's before the owner can ask for them).
+ */
+export function holdAnswer(
+  classified: Classified,
+  scope: Extract<Scope, { ok: true }>,
+  req: ParsedRequest,
+): boolean {
+  if (req.stream) return false;
+  if (classified.route.background === true && req.json?.['background'] === true) return true;
+  const parent = scope.pathObjects[scope.pathObjects.length - 1];
+  return parent?.kind === 'batch' || parent?.kind === 'fine_tuning_job';
+}
+
 export interface AnswerContext {
   readonly account: Account;
   readonly classified: Classified;
@@ -91,7 +107,18 @@ export interface AnswerContext {
  * request's own ticket (a background response still running): the caller must not settle it.
  */
 export async function afterAnswer(t: TenancyDeps, c: AnswerContext): Promise<boolean> {
-  const rec = recordObjects(t.registry, c.account, c.classified, c.scope, c.req, c.answer, t.clock());
+  const now = t.clock();
+  const rec = recordObjects(t.registry, c.account, c.classified, c.scope, c.req, c.answer, now);
+  // A batch or fine-tuning job read through the gateway hands its result files to its owner.
+  const parent = rec ?? c.scope.pathObjects[c.scope.pathObjects.length - 1];
+  if (
+    (parent?.kind === 'batch' || parent?.kind === 'fine_tuning_job') &&
+    c.answer.status >= 200 &&
+    c.answer.status < 300
+  ) {
+    const obj = answerObject(c.answer.body);
+    if (obj !== undefined) await adoptDerivedFiles(t.registry, parent, obj, now);
+  }
   let followed = false;
   let adopted = false;
   if (c.work !== undefined) {
