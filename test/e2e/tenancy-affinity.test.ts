@@ -134,10 +134,10 @@ describe('affinity', () => {
     await t.restart();
     const next = t.gw;
     for (let i = 0; i < 3; i++) {
-      expect((await next.client(t.keys['alice']).files.retrieve(file.id)).id).toBe(file.id);
+      expect((await next.client(t.key('alice')).files.retrieve(file.id)).id).toBe(file.id);
       expect(t.mock.requests.at(-1)?.key).toBe(holder);
     }
-    await expect(next.client(t.keys['bobby']).files.retrieve(file.id)).rejects.toBeInstanceOf(
+    await expect(next.client(t.key('bobby')).files.retrieve(file.id)).rejects.toBeInstanceOf(
       OpenAI.NotFoundError,
     );
   });

@@ -189,14 +189,12 @@ describe('batches', () => {
   it('keeps following open batches and background responses across a restart, and bills each once', async () => {
     t = await startTenants();
     const batch = await createBatch(t, 'alice', batchLines([{ content: 'survive', max_tokens: 10 }]));
-    const bg = await t
-      .client('alice')
-      .responses.create({
-        model: 'gpt-4o-mini',
-        input: 'slow work',
-        background: true,
-        max_output_tokens: 100,
-      });
+    const bg = await t.client('alice').responses.create({
+      model: 'gpt-4o-mini',
+      input: 'slow work',
+      background: true,
+      max_output_tokens: 100,
+    });
     expect(bg.status).toBe('queued');
     const reserved = t.account('alice').reserved;
     expect(reserved).toBeGreaterThan(0);
@@ -233,14 +231,12 @@ describe('background responses', () => {
     t = await startTenants({ env: { FOLLOW_INTERVAL_MS: '50' }, mock: { asyncWork: { delayMs: 100 } } });
     const alice = t.account('alice');
     const before = liveBalance(alice.cards, Date.now());
-    const bg = await t
-      .client('alice')
-      .responses.create({
-        model: 'gpt-4o-mini',
-        input: 'think long',
-        background: true,
-        max_output_tokens: 500,
-      });
+    const bg = await t.client('alice').responses.create({
+      model: 'gpt-4o-mini',
+      input: 'think long',
+      background: true,
+      max_output_tokens: 500,
+    });
     expect(bg.status).toBe('queued');
     expect(alice.reserved).toBeGreaterThan(0);
     expect(liveBalance(alice.cards, Date.now())).toBe(before);

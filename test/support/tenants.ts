@@ -15,8 +15,8 @@ export const KEY_B = 'sk-upstream-org-b-bbbbbbbbbbbbbbbbbbbb01';
 export interface Tenants {
   mock: MockUpstream;
   gw: TestGateway;
-  /** Sub-account keys by name. */
-  keys: Record<string, string>;
+  /** A sub-account's key by name. */
+  key(name: string): string;
   client(name: string): OpenAI;
   account(name: string): Account;
   /** Upstream requests whose path mentions `id`. */
@@ -52,8 +52,12 @@ export async function startTenants(
   const t: Tenants = {
     mock,
     gw,
-    keys,
-    client: (name) => t.gw.client(keys[name]),
+    key(name) {
+      const k = keys[name];
+      if (k === undefined) throw new Error(`no key for ${name}`);
+      return k;
+    },
+    client: (name) => t.gw.client(t.key(name)),
     account(name) {
       const a = t.gw.app.registry.findByName(name);
       if (a === undefined) throw new Error(`no account ${name}`);
