@@ -24,7 +24,10 @@ describe('documentation matches the code', () => {
     expect(read('pages/docs/configuration.html')).toContain(name);
   });
 
-  it.each(Object.values(ERRORS).map((e) => e.code ?? 'null'))('documents error code %s on the API page', (code) => {
-    expect(read('pages/docs/api.html')).toContain(`<code>${code}</code>`);
-  });
+  it.each(Object.values(ERRORS).map((e) => e.code ?? 'null'))(
+    'documents error code %s on the API page',
+    (code) => {
+      expect(read('pages/docs/api.html')).toContain(`<code>${code}</code>`);
+    },
+  );
 });
