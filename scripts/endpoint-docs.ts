@@ -53,6 +53,8 @@ function does(route: RouteDef): string {
       return 'reserves the input file’s worst case; followed until it ends, then billed';
     case 'websocket':
       return 'WebSocket; each response.done billed';
+    case 'models':
+      return 'without the fine-tuned models of other sub-accounts';
     case 'forward': {
       const parts: string[] = [];
       if (/\{(?!id\})/.test(route.pattern)) parts.push('owner only');

@@ -27,7 +27,14 @@ import { decideEndpoint } from '../tenancy/endpoint-gate.js';
 import { resolveScope, type Scope } from '../tenancy/object-scope.js';
 import { createdPrefix } from '../tenancy/record-objects.js';
 import { serveList } from '../tenancy/serve-list.js';
-import { afterAnswer, holdAnswer, reserveBatch, type TenancyDeps, type Work } from '../tenancy/tenancy.js';
+import {
+  afterAnswer,
+  hideOthersModels,
+  holdAnswer,
+  reserveBatch,
+  type TenancyDeps,
+  type Work,
+} from '../tenancy/tenancy.js';
 import { parseRequest } from './parse-request.js';
 import { relayHeld, relayResponse, type RelayResult } from './relay-response.js';
 
@@ -152,13 +159,18 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
     };
     const hold =
       work !== undefined || (classified !== undefined && holdAnswer(classified, scope, parsed.req));
+    const rewrite =
+      action?.kind === 'models'
+        ? (b: Buffer) => hideOthersModels(deps.tenancy.registry, account, b)
+        : undefined;
     const scanId = action === undefined ? undefined : createdPrefix(action, parsed.req);
     const end = await deliver(res, sent, {
       stripUsageChunk: parsed.req.stripUsageChunk,
       headers,
       scanId,
-      hold,
+      hold: hold || rewrite !== undefined,
       record,
+      rewrite,
     });
     if (!adopted) settleAfter(deps, ticket, end, started);
   } catch (err: unknown) {
@@ -189,6 +201,7 @@ async function deliver(
     /** Read the whole answer and record it before sending it (work billed later). */
     hold: boolean;
     record: (r: RelayResult) => Promise<void>;
+    rewrite: ((body: Buffer) => Promise<Buffer>) | undefined;
   },
 ): Promise<RequestEnd> {
   const { headers } = opts;
@@ -196,7 +209,12 @@ async function deliver(
     case 'stream': {
       let r: RelayResult;
       if (opts.hold) {
-        r = await relayHeld(res, sent.response, { headers, scanId: opts.scanId, beforeSend: opts.record });
+        r = await relayHeld(res, sent.response, {
+          headers,
+          scanId: opts.scanId,
+          beforeSend: opts.record,
+          rewrite: opts.rewrite,
+        });
       } else {
         r = await relayResponse(res, sent.response, opts);
         await opts.record(r);

@@ -85,7 +85,8 @@ export async function relayResponse(
 /**
  * For an answer that creates work billed later (a batch, a background response): reads the whole
  * (small, JSON) body first, lets `beforeSend` record what it created durably, and only then sends
- * it — so once the client holds the new id, the gateway cannot forget to bill it.
+ * it — so once the client holds the new id, the gateway cannot forget to bill it. The same path
+ * lets an answer be rewritten before it leaves (`rewrite`).
  */
 export async function relayHeld(
   res: ServerResponse,
@@ -94,9 +95,15 @@ export async function relayHeld(
     headers: Readonly<Record<string, string>>;
     scanId: string | undefined;
     beforeSend: (result: RelayResult) => Promise<void>;
+    /** Rewrites a successful answer before it leaves (a list the caller may see only part of). */
+    rewrite?: ((body: Buffer) => Promise<Buffer>) | undefined;
   },
 ): Promise<RelayResult> {
-  const body = await readAll(upstream);
+  const read = await readAll(upstream);
+  const body =
+    read !== undefined && opts.rewrite !== undefined && upstream.statusCode < 300
+      ? await opts.rewrite(read)
+      : read;
   const result: RelayResult = {
     end: body === undefined ? 'upstream-error' : 'completed',
     bytes: body?.length ?? 0,

@@ -50,7 +50,9 @@ export type RouteAction =
   /** `POST /v1/batches`: reserve the input file's worst case, then follow the batch until it ends. */
   | { readonly kind: 'batch' }
   /** `GET /v1/realtime` is a WebSocket endpoint (src/realtime); a plain GET gets 426. */
-  | { readonly kind: 'websocket' };
+  | { readonly kind: 'websocket' }
+  /** `GET /v1/models`: upstream's list without the fine-tuned models of other sub-accounts. */
+  | { readonly kind: 'models' };
 
 export interface RouteDef {
   readonly method: 'GET' | 'POST' | 'DELETE' | '*';
@@ -195,10 +197,10 @@ export const FAMILIES = {
   },
   models: {
     title: 'Models',
-    note: 'Free to read. Deleting a fine-tuned model is never forwarded.',
+    note: 'Free to read. A model fine-tuned through the gateway is its creator’s: hidden from and refused to the others. Deleting a fine-tuned model is never forwarded.',
     routes: [
-      r('GET', '/v1/models', 'free'),
-      r('GET', '/v1/models/{id}', 'free'),
+      r('GET', '/v1/models', 'free', { kind: 'models' }),
+      r('GET', '/v1/models/{model}', 'free'),
       r('DELETE', '/v1/models/{id}', 'never'),
     ],
   },

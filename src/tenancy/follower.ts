@@ -20,7 +20,7 @@ import { readCapped, sendWithRetry, type RetryPolicy } from '../upstream/send-wi
 import type { UpstreamClient } from '../upstream/upstream-client.js';
 import { forEachLine } from './body-lines.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
-import { adoptDerivedFiles } from './record-objects.js';
+import { adoptDerived } from './record-objects.js';
 
 export interface FollowerDeps {
   readonly registry: ObjectRegistry;
@@ -146,7 +146,7 @@ export class Follower {
     const outcome = (rec.kind === 'batch' ? BATCH_END : RESPONSE_END)[status];
     if (outcome === undefined) return;
     // The owner may download the results even if it never reads the batch through the gateway.
-    if (rec.kind === 'batch') await adoptDerivedFiles(this.deps.registry, rec, obj, this.deps.clock());
+    if (rec.kind === 'batch') await adoptDerived(this.deps.registry, rec, obj, this.deps.clock());
     const parts = rec.kind === 'batch' ? await this.batchParts(rec, obj) : this.responseParts(obj, ticket);
     if (parts === undefined) return; // the output could not be read completely: next round
     if (!this.open.has(rec.id)) return;

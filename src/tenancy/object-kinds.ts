@@ -16,12 +16,24 @@ export const OBJECT_KINDS = {
   fine_tuning_job: { prefix: 'ftjob-', title: 'Fine-tuning job', byId: '/v1/fine_tuning/jobs' },
   container: { prefix: 'cntr_', title: 'Container', byId: '/v1/containers' },
   video: { prefix: 'video_', title: 'Video', byId: '/v1/videos' },
+  /** A fine-tuned model, created by an owned fine-tuning job. */
+  model: { prefix: 'ft:', title: 'Model', byId: undefined },
 } as const satisfies Record<string, { prefix: string; title: string; byId: string | undefined }>;
 
 export type ObjectKind = keyof typeof OBJECT_KINDS;
 
 export function isObjectKind(name: string): name is ObjectKind {
   return Object.hasOwn(OBJECT_KINDS, name);
+}
+
+/**
+ * Kinds whose ids the gateway may not have seen created and that still belong to nobody in
+ * particular: a model name. Base models and fine-tuned models made outside the gateway (the
+ * operator's) are usable by every key; a fine-tuned model created through the gateway is its
+ * creator's alone.
+ */
+export function ownedOnlyIfKnown(kind: ObjectKind): boolean {
+  return kind === 'model';
 }
 
 /**

@@ -9,7 +9,7 @@ import type { KeyAffinity } from '../keys/key-pool.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
 import { bodyRefs, type ObjectRef } from './body-refs.js';
 import type { Classified } from './endpoint-policy.js';
-import { noSuchObject } from './object-kinds.js';
+import { noSuchObject, OBJECT_KINDS, ownedOnlyIfKnown } from './object-kinds.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
 
 export type Scope =
@@ -32,11 +32,16 @@ export async function resolveScope(
 ): Promise<Scope> {
   const fromPath: ObjectRef[] = classified.pathObjects.map((o) => ({ ...o, param: 'id' }));
   const fromBody = classified.route.bodyRefs ? bodyRefs(req.body, req.json) : [];
-  if (fromPath.length === 0 && fromBody.length === 0) return NONE;
+  // A fine-tuned model made through the gateway is an object too (see ownedOnlyIfKnown).
+  const model = req.model?.startsWith(OBJECT_KINDS.model.prefix) === true ? req.model : undefined;
+  if (fromPath.length === 0 && fromBody.length === 0 && model === undefined) return NONE;
+  const refs = [...fromPath, ...fromBody];
+  if (model !== undefined) refs.push({ kind: 'model', id: model, param: 'model' });
   const pathObjects: ObjectRecord[] = [];
   const pins: Array<{ keyId: number; group: string | null }> = [];
-  for (const ref of [...fromPath, ...fromBody]) {
+  for (const [i, ref] of refs.entries()) {
     const rec = await registry.get(ref.id);
+    if (rec === undefined && ownedOnlyIfKnown(ref.kind)) continue;
     if (
       rec === undefined ||
       rec.accountId !== account.id ||
@@ -48,9 +53,10 @@ export async function resolveScope(
         error: new GatewayError('object_not_found', noSuchObject(ref.kind, ref.id), ref.param),
       };
     }
-    if (pathObjects.length < fromPath.length) pathObjects.push(rec);
+    if (i < fromPath.length) pathObjects.push(rec);
     if (!pins.some((p) => p.keyId === rec.keyId && p.group === rec.keyGroup))
       pins.push({ keyId: rec.keyId, group: rec.keyGroup });
   }
+  if (pins.length === 0) return { ok: true, affinity: undefined, pathObjects };
   return { ok: true, affinity: { pins }, pathObjects };
 }

@@ -93,29 +93,32 @@ function tagOf(
 }
 
 /**
- * Files upstream creates on behalf of an owned object — a batch's output and error files, a
- * fine-tuning job's result files — become the parent's owner's, held by the same key, the first
- * time the gateway sees them (in an answer, a list, or the follower's poll): otherwise nobody
- * could download a batch's results.
+ * Objects upstream creates on behalf of an owned one — a batch's output and error files, a
+ * fine-tuning job's result files and fine-tuned model — become the parent's owner's, held by the
+ * same key, the first time the gateway sees them (in an answer, a list, or the follower's poll):
+ * otherwise nobody could download a batch's results, and everybody could use a tenant's model.
  */
-export async function adoptDerivedFiles(
+export async function adoptDerived(
   registry: ObjectRegistry,
   parent: ObjectRecord,
   obj: Record<string, unknown>,
   now: number,
 ): Promise<void> {
-  const ids: string[] = [];
-  for (const field of ['output_file_id', 'error_file_id', 'result_files']) {
-    const v = obj[field];
+  const found: Array<{ id: string; kind: ObjectKind }> = [];
+  const add = (v: unknown, kind: ObjectKind): void => {
     for (const id of Array.isArray(v) ? v : [v]) {
-      if (typeof id === 'string' && id.startsWith(OBJECT_KINDS.file.prefix)) ids.push(id);
+      if (typeof id === 'string' && id.startsWith(OBJECT_KINDS[kind].prefix)) found.push({ id, kind });
     }
-  }
-  for (const id of ids) {
+  };
+  add(obj['output_file_id'], 'file');
+  add(obj['error_file_id'], 'file');
+  add(obj['result_files'], 'file');
+  if (parent.kind === 'fine_tuning_job') add(obj['fine_tuned_model'], 'model');
+  for (const { id, kind } of found) {
     if ((await registry.get(id)) !== undefined) continue;
     registry.add({
       id,
-      kind: 'file',
+      kind,
       accountId: parent.accountId,
       keyId: parent.keyId,
       keyGroup: parent.keyGroup,

@@ -16,7 +16,7 @@ import type { UpstreamClient } from '../upstream/upstream-client.js';
 import type { RouteAction } from './endpoint-policy.js';
 import { noSuchObject, OBJECT_KINDS } from './object-kinds.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
-import { adoptDerivedFiles } from './record-objects.js';
+import { adoptDerived } from './record-objects.js';
 
 export interface ListDeps {
   readonly registry: ObjectRegistry;
@@ -149,7 +149,7 @@ async function fetchObject(
   } catch {
     return undefined;
   }
-  if (obj !== undefined) await adoptDerivedFiles(deps.registry, rec, obj, deps.clock());
+  if (obj !== undefined) await adoptDerived(deps.registry, rec, obj, deps.clock());
   return obj;
 }
 

@@ -16,7 +16,7 @@ import { FOLLOWED_PATHS, type Follower } from './follower.js';
 import { noSuchObject } from './object-kinds.js';
 import type { ObjectRegistry } from './object-registry.js';
 import type { Scope } from './object-scope.js';
-import { adoptDerivedFiles, answerObject, recordObjects, type Answer } from './record-objects.js';
+import { adoptDerived, answerObject, recordObjects, type Answer } from './record-objects.js';
 import type { ListDeps } from './serve-list.js';
 
 export interface TenancyDeps {
@@ -117,7 +117,7 @@ export async function afterAnswer(t: TenancyDeps, c: AnswerContext): Promise<boo
     c.answer.status < 300
   ) {
     const obj = answerObject(c.answer.body);
-    if (obj !== undefined) await adoptDerivedFiles(t.registry, parent, obj, now);
+    if (obj !== undefined) await adoptDerived(t.registry, parent, obj, now);
   }
   let followed = false;
   let adopted = false;
@@ -150,4 +150,28 @@ export async function afterAnswer(t: TenancyDeps, c: AnswerContext): Promise<boo
     await t.writer.flush().catch(t.onWriteError);
   }
   return adopted;
+}
+
+/**
+ * `GET /v1/models` lists every model of the upstream organisation, fine-tuned ones included:
+ * those fine-tuned through the gateway by another sub-account are taken out.
+ */
+export async function hideOthersModels(
+  registry: ObjectRegistry,
+  account: Account,
+  body: Buffer,
+): Promise<Buffer> {
+  const list = answerObject(body);
+  const data = list?.['data'];
+  if (list === undefined || !Array.isArray(data)) return body;
+  const kept: unknown[] = [];
+  for (const m of data as unknown[]) {
+    const id = typeof m === 'object' && m !== null ? (m as Record<string, unknown>)['id'] : undefined;
+    if (typeof id === 'string' && id.startsWith('ft:')) {
+      const rec = await registry.get(id);
+      if (rec !== undefined && (rec.accountId !== account.id || rec.deletedAt !== null)) continue;
+    }
+    kept.push(m);
+  }
+  return kept.length === data.length ? body : Buffer.from(JSON.stringify({ ...list, data: kept }));
 }

@@ -100,6 +100,27 @@ describe('opened by the operator', () => {
     const done = await alice.fineTuning.jobs.retrieve(job.id);
     expect(done.status).toBe('succeeded');
     for (const id of done.result_files) expect((await alice.files.retrieve(id)).id).toBe(id);
+    // The fine-tuned model is Alice's: listed and usable for her only, always in its organisation.
+    const model = done.fine_tuned_model!;
+    const org = t.mock.objects('org-a').ids.files.includes(file.id) ? 'org-a' : 'org-b';
+    // The list comes from one pool key: with keys of two organisations, ask twice to reach both.
+    const listed = async (name: string): Promise<string[]> => {
+      const ids: string[] = [];
+      for (let i = 0; i < 2; i++) ids.push(...(await t!.client(name).models.list()).data.map((m) => m.id));
+      return ids;
+    };
+    expect(await listed('alice')).toContain(model);
+    expect(await listed('bobby')).not.toContain(model);
+    await expect(t.client('bobby').models.retrieve(model)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const before = t.mock.requests.length;
+    await expect(
+      t.client('bobby').chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] }),
+    ).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect(t.mock.requests.length).toBe(before);
+    for (let i = 0; i < 3; i++) {
+      await alice.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] });
+      expect(t.mock.organisationOf(t.mock.requests.at(-1)?.key ?? null)).toBe(org);
+    }
     // Closing again.
     await call(t.gw, '/x-users/alice', { method: 'PUT', body: { AllowEndpoints: [] } });
     await expectNotAllowed(alice.fineTuning.jobs.retrieve(job.id));
