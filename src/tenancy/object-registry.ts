@@ -62,8 +62,9 @@ export class ObjectRegistry {
 
   /** Records an object just created through the gateway. */
   add(rec: ObjectRecord): void {
-    this.remember(rec);
+    // Queued first: the cache keeps every record the writer still holds.
     this.save(rec);
+    this.remember(rec);
   }
 
   /** Marks an object deleted: from now on it is answered as missing without asking upstream. */
