@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import SqliteDatabase from 'better-sqlite3';
+import SqliteDatabase, { type SqliteConnection, type SqliteStatement } from './sqlite-driver.js';
 import { Kysely, Migrator, SqliteDialect, type SqliteDatabase as SqliteDialectDatabase } from 'kysely';
 import { migrationProvider, type DialectCaps } from './migrations.js';
 import type { Database } from './schema.js';
@@ -33,8 +33,8 @@ const sqliteCaps: DialectCaps = {
  * better-sqlite3 statements are reusable as long as one is not iterated while re-run, which
  * Kysely's driver never does (it uses `all`/`run`, and `iterate` only for streams).
  */
-function withStatementCache(sqlite: SqliteDatabase.Database, max = 256): SqliteDialectDatabase {
-  const cache = new Map<string, SqliteDatabase.Statement>();
+function withStatementCache(sqlite: SqliteConnection, max = 256): SqliteDialectDatabase {
+  const cache = new Map<string, SqliteStatement>();
   return {
     close: () => sqlite.close(),
     prepare(sql: string) {
