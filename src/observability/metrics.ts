@@ -18,6 +18,10 @@ export interface Metrics {
   countCharged(micros: number): void;
   readonly upstreamKeys: Gauge<'status'>;
   readonly duration: Histogram<'kind'>;
+  /** Realtime (WebSocket) sessions open now. */
+  readonly realtimeSessions: Gauge;
+  /** One realtime response or transcription settled, by how it ended. */
+  countRealtimeResponse(outcome: string): void;
 }
 
 export function createMetrics(): Metrics {
@@ -26,6 +30,7 @@ export function createMetrics(): Metrics {
   // kind → status → count; attempts by outcome; charged total.
   const requests = new Map<string, Map<number, number>>();
   const attempts = new Map<string, number>();
+  const realtimeResponses = new Map<string, number>();
   let charged = 0;
   new Counter({
     name: 'proxyxai_requests_total',
@@ -57,6 +62,16 @@ export function createMetrics(): Metrics {
       if (charged > 0) this.inc(charged);
     },
   });
+  new Counter({
+    name: 'proxyxai_realtime_responses_total',
+    help: 'Realtime responses and transcriptions settled, by how they ended',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, n] of realtimeResponses) this.inc({ outcome }, n);
+    },
+  });
   return {
     registry,
     countRequest(kind, status) {
@@ -70,6 +85,9 @@ export function createMetrics(): Metrics {
     countCharged(micros) {
       charged += micros;
     },
+    countRealtimeResponse(outcome) {
+      realtimeResponses.set(outcome, (realtimeResponses.get(outcome) ?? 0) + 1);
+    },
     upstreamKeys: new Gauge({
       name: 'proxyxai_upstream_keys',
       help: 'Upstream keys in the pool by status',
@@ -81,6 +99,11 @@ export function createMetrics(): Metrics {
       help: 'Time from request start to the last byte sent',
       labelNames: ['kind'],
       buckets: [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 120],
+      registers: [registry],
+    }),
+    realtimeSessions: new Gauge({
+      name: 'proxyxai_realtime_sessions',
+      help: 'Realtime (WebSocket) sessions open now',
       registers: [registry],
     }),
   };

@@ -4,10 +4,11 @@
 // session speaks the GA event names, or the beta ones when the client sent `OpenAI-Beta: realtime=v1`,
 // and its responses, usage and timing are scripted by a `ResponsePlan`. The end of the file has the
 // client-side helpers the tests share (raw `ws` clients, refused upgrades, the SDK's plain socket).
+// Like mock-upstream.ts it is one long file on purpose: a single fake of one external API.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { connect, type createConnection, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { WebSocket, WebSocketServer, type ClientOptions, type RawData } from 'ws';
 import { maskKeyLikeOpenAI, waitFor, type MockUpstream } from './mock-upstream.js';
 
 type Json = Record<string, unknown>;
@@ -47,6 +48,8 @@ export interface ResponsePlan {
   transcriptionUsage: Json;
   /** Start a response by itself after an audio commit, as server VAD does. */
   autoRespond: boolean;
+  /** Refuse every `response.create` with an `error` naming its event id (an active response, say). */
+  rejectCreate: boolean;
 }
 
 /** Text response: 1,200 input tokens (512 cached), 40 output tokens. */
@@ -107,6 +110,7 @@ export const DEFAULT_PLAN: Readonly<ResponsePlan> = {
   answerCancel: true,
   transcriptionUsage: TRANSCRIPTION_USAGE,
   autoRespond: false,
+  rejectCreate: false,
 };
 
 export interface MockRealtimeSession {
@@ -383,6 +387,18 @@ function startSession(
         return;
       }
       case 'response.create':
+        if (plan().rejectCreate) {
+          return send({
+            type: 'error',
+            error: {
+              type: 'invalid_request_error',
+              code: 'conversation_already_has_active_response',
+              message: 'Conversation already has an active response.',
+              param: null,
+              event_id: clientEventId,
+            },
+          });
+        }
         return respond();
       case 'response.cancel': {
         if (!plan().answerCancel) return;
@@ -427,14 +443,11 @@ function startSession(
     close: (code, reason = '') => socket.close(code, reason),
     terminate: () => socket.terminate(),
     flood: (count, bytes) => {
-      const frame = Buffer.from(
-        JSON.stringify({
-          type: name('response.output_audio.delta', 'response.audio.delta'),
-          response_id: 'resp_flood',
-          delta: 'A'.repeat(bytes),
-        }),
-      );
-      for (let i = 0; i < count; i++) socket.send(frame);
+      const type = name('response.output_audio.delta', 'response.audio.delta');
+      const delta = 'A'.repeat(bytes);
+      // Numbered, so the receiver can check the order.
+      for (let i = 0; i < count; i++)
+        socket.send(JSON.stringify({ type, response_id: 'resp_flood', seq: i, delta }));
     },
   };
   socket.on('ping', (data: Buffer) => {
@@ -501,6 +514,8 @@ export interface RealtimeClient {
   readonly events: Json[];
   pings: number;
   readonly closed: Promise<{ code: number; reason: string }>;
+  /** Headers of the gateway's 101 answer. */
+  readonly upgradeHeaders: IncomingHttpHeaders;
   send(event: Json): void;
   /** The first event of `type` (from the `after`-th on), waiting for it. */
   next(type: string, after?: number): Promise<Json>;
@@ -516,13 +531,17 @@ export async function openRealtime(
     protocols?: string[];
     headers?: Record<string, string>;
     query?: string;
+    /** Options of the `ws` client (e.g. `autoPong: false` for a client that stops answering pings). */
+    options?: ClientOptions;
   } = {},
 ): Promise<RealtimeClient> {
   const model = opts.model ?? 'gpt-realtime';
   const url = `${baseUrl.replace(/^http/, 'ws')}/v1/realtime?${opts.query ?? `model=${encodeURIComponent(model)}`}`;
   const headers = { ...opts.headers, ...(opts.key !== undefined && { authorization: `Bearer ${opts.key}` }) };
-  const socket = new WebSocket(url, opts.protocols ?? [], { headers });
+  const socket = new WebSocket(url, opts.protocols ?? [], { ...opts.options, headers });
   const events: Json[] = [];
+  let upgradeHeaders: IncomingHttpHeaders = {};
+  socket.once('upgrade', (res) => (upgradeHeaders = res.headers));
   socket.on('message', (data) => events.push(JSON.parse(String(data)) as Json));
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
     socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
@@ -537,6 +556,7 @@ export async function openRealtime(
     events,
     pings: 0,
     closed,
+    upgradeHeaders,
     send: (event) => socket.send(JSON.stringify(event)),
     next: (type, after = 0) => waitFor(() => events.slice(after).find((e) => e['type'] === type)),
     count: (type) => events.filter((e) => e['type'] === type).length,
