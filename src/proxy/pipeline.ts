@@ -25,13 +25,13 @@ import { clientHeaders } from '../upstream/forward-headers.js';
 import { readBody } from '../http/read-body.js';
 import { decideEndpoint } from '../tenancy/endpoint-gate.js';
 import { resolveScope, type Scope } from '../tenancy/object-scope.js';
-import { createdPrefix } from '../tenancy/record-objects.js';
 import { serveList } from '../tenancy/serve-list.js';
 import {
   afterAnswer,
-  hideOthersModels,
-  holdAnswer,
+  NO_PLAN,
+  planAnswer,
   reserveBatch,
+  type AnswerPlan,
   type TenancyDeps,
   type Work,
 } from '../tenancy/tenancy.js';
@@ -135,42 +135,31 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
     );
     // Objects the answer created or deleted are recorded as soon as it is in. Work billed later
     // (a batch, a background response) is recorded durably before the client even sees its id.
+    const plan =
+      classified === undefined
+        ? NO_PLAN
+        : planAnswer(deps.tenancy, account, classified, scope, parsed.req, work);
     let adopted = false;
-    const record = async (r: RelayResult): Promise<void> => {
-      if (sent.kind !== 'stream' || classified === undefined) return;
-      const answer = {
-        status: sent.response.statusCode,
-        key: sent.key,
-        createdId: r.createdId,
-        body: r.body,
-      };
-      const c = {
-        account,
-        classified,
-        scope,
-        req: parsed.req,
-        ticket,
-        work,
-        answer,
-        usageSeen: r.usage !== undefined,
-      };
-      work = undefined; // afterAnswer adopts or releases it
-      adopted = await afterAnswer(deps.tenancy, c);
-    };
-    const hold =
-      work !== undefined || (classified !== undefined && holdAnswer(classified, scope, parsed.req));
-    const rewrite =
-      action?.kind === 'models'
-        ? (b: Buffer) => hideOthersModels(deps.tenancy.registry, account, b)
+    const record =
+      plan.record && classified !== undefined && sent.kind === 'stream'
+        ? async (r: RelayResult): Promise<void> => {
+            const answer = {
+              status: sent.response.statusCode,
+              key: sent.key,
+              createdId: r.createdId,
+              body: r.body,
+            };
+            const usageSeen = r.usage !== undefined;
+            const c = { account, classified, scope, req: parsed.req, ticket, work, answer, usageSeen };
+            work = undefined; // afterAnswer adopts or releases it
+            adopted = await afterAnswer(deps.tenancy, c);
+          }
         : undefined;
-    const scanId = action === undefined ? undefined : createdPrefix(action, parsed.req);
     const end = await deliver(res, sent, {
       stripUsageChunk: parsed.req.stripUsageChunk,
       headers,
-      scanId,
-      hold: hold || rewrite !== undefined,
+      plan,
       record,
-      rewrite,
     });
     if (!adopted) settleAfter(deps, ticket, end, started);
   } catch (err: unknown) {
@@ -182,6 +171,8 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
     res.off('close', onClose);
   }
 }
+
+const NOTHING = (): Promise<void> => Promise.resolve();
 
 const LISTED: RequestEnd = { kind: 'done', status: 200, outcome: 'completed', parts: [], attempts: 0 };
 
@@ -196,28 +187,29 @@ async function deliver(
   opts: {
     stripUsageChunk: boolean;
     headers: Record<string, string>;
-    /** Id prefix of the object the answer creates. */
-    scanId: string | undefined;
-    /** Read the whole answer and record it before sending it (work billed later). */
-    hold: boolean;
-    record: (r: RelayResult) => Promise<void>;
-    rewrite: ((body: Buffer) => Promise<Buffer>) | undefined;
+    plan: AnswerPlan;
+    /** Records what the answer did to the caller's objects (absent when it does nothing). */
+    record: ((r: RelayResult) => Promise<void>) | undefined;
   },
 ): Promise<RequestEnd> {
-  const { headers } = opts;
+  const { headers, plan, record } = opts;
   switch (sent.kind) {
     case 'stream': {
       let r: RelayResult;
-      if (opts.hold) {
+      if (plan.hold) {
         r = await relayHeld(res, sent.response, {
           headers,
-          scanId: opts.scanId,
-          beforeSend: opts.record,
-          rewrite: opts.rewrite,
+          scanId: plan.scanId,
+          beforeSend: record ?? NOTHING,
+          rewrite: plan.rewrite,
         });
       } else {
-        r = await relayResponse(res, sent.response, opts);
-        await opts.record(r);
+        r = await relayResponse(res, sent.response, {
+          stripUsageChunk: opts.stripUsageChunk,
+          headers,
+          scanId: plan.scanId,
+        });
+        if (record !== undefined) await record(r);
       }
       return {
         kind: 'relayed',

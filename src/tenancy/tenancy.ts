@@ -16,7 +16,7 @@ import { FOLLOWED_PATHS, type Follower } from './follower.js';
 import { noSuchObject } from './object-kinds.js';
 import type { ObjectRegistry } from './object-registry.js';
 import type { Scope } from './object-scope.js';
-import { adoptDerived, answerObject, recordObjects, type Answer } from './record-objects.js';
+import { adoptDerived, answerObject, createdPrefix, recordObjects, type Answer } from './record-objects.js';
 import type { ListDeps } from './serve-list.js';
 
 export interface TenancyDeps {
@@ -72,20 +72,48 @@ export async function reserveBatch(
   return { ok: true, work: { ticket: reserved.ticket } };
 }
 
-/**
- * Whether the answer must be recorded before the client sees it: a background response (work
- * billed later), and reads of a batch or fine-tuning job (the result files they name must be the
- * owner's before the owner can ask for them).
- */
-export function holdAnswer(
+/** How the pipeline delivers an answer for the tenancy steps that follow. */
+export interface AnswerPlan {
+  /** Id prefix of the object the answer creates (the relay finds its id). */
+  readonly scanId: string | undefined;
+  /**
+   * Read the whole answer and record it before the client sees it: a background response or a
+   * batch (work billed later), reads of a batch or fine-tuning job (the result files they name must
+   * be the owner's before the owner asks for them), and answers that are rewritten.
+   */
+  readonly hold: boolean;
+  /** Rewrites the answer before it leaves (the models list without other tenants' models). */
+  readonly rewrite: ((body: Buffer) => Promise<Buffer>) | undefined;
+  /** The answer may create, delete or reveal objects: `afterAnswer` must see it. */
+  readonly record: boolean;
+}
+
+export const NO_PLAN: AnswerPlan = { scanId: undefined, hold: false, rewrite: undefined, record: false };
+
+export function planAnswer(
+  t: TenancyDeps,
+  account: Account,
   classified: Classified,
   scope: Extract<Scope, { ok: true }>,
   req: ParsedRequest,
-): boolean {
-  if (req.stream) return false;
-  if (classified.route.background === true && req.json?.['background'] === true) return true;
+  work: Work | undefined,
+): AnswerPlan {
+  const action = classified.route.action;
+  const scanId = createdPrefix(action, req);
   const parent = scope.pathObjects[scope.pathObjects.length - 1];
-  return parent?.kind === 'batch' || parent?.kind === 'fine_tuning_job';
+  const rewrite =
+    action.kind === 'models' ? (b: Buffer) => hideOthersModels(t.registry, account, b) : undefined;
+  const record = scanId !== undefined || parent !== undefined || work !== undefined;
+  // The usual chat request creates nothing and names nothing: no plan, no extra work.
+  if (!record && rewrite === undefined) return NO_PLAN;
+  const hold =
+    !req.stream &&
+    (work !== undefined ||
+      rewrite !== undefined ||
+      (classified.route.background === true && req.json?.['background'] === true) ||
+      parent?.kind === 'batch' ||
+      parent?.kind === 'fine_tuning_job');
+  return { scanId, hold, rewrite, record };
 }
 
 export interface AnswerContext {
