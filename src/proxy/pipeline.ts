@@ -81,10 +81,11 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
   if (!parsed.ok) return sendError(res, parsed.error);
 
   // Tenancy: every object the request names must be the caller's; together they pin the key.
-  const scope =
+  let scope =
     classified === undefined
       ? UNSCOPED
-      : await resolveScope(deps.tenancy.registry, account, classified, parsed.req);
+      : resolveScope(deps.tenancy.registry, account, classified, parsed.req);
+  if (scope instanceof Promise) scope = await scope;
   if (!scope.ok) return sendError(res, scope.error);
 
   // Free routes (reads, object management) pass the same gates but are never priced.

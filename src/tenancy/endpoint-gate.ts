@@ -26,6 +26,12 @@ export function decideEndpoint(
   opts: EndpointOptions,
 ): EndpointDecision {
   const classified = classify(method, pathname);
+  if (
+    classified !== undefined &&
+    classified.route.policy !== 'never' &&
+    classified.route.policy !== 'refused'
+  )
+    return { ok: true, classified };
   const what = `${method} ${pathname.slice(0, 200)}`;
   if (classified === undefined) {
     if (opts.unknownEndpoints === 'forward') return { ok: true, classified: undefined };

@@ -24,12 +24,16 @@ export type Scope =
 
 const NONE: Scope = { ok: true, affinity: undefined, pathObjects: [] };
 
-export async function resolveScope(
+/**
+ * The ownership check. Synchronous (no promise, no microtask) for the usual request, which names
+ * no object at all; a lookup in the registry otherwise.
+ */
+export function resolveScope(
   registry: ObjectRegistry,
   account: Account,
   classified: Classified,
   req: ParsedRequest,
-): Promise<Scope> {
+): Scope | Promise<Scope> {
   const fromPath: ObjectRef[] = classified.pathObjects.map((o) => ({ ...o, param: 'id' }));
   const fromBody = classified.route.bodyRefs ? bodyRefs(req.body, req.json) : [];
   // A fine-tuned model made through the gateway is an object too (see ownedOnlyIfKnown).
@@ -37,6 +41,15 @@ export async function resolveScope(
   if (fromPath.length === 0 && fromBody.length === 0 && model === undefined) return NONE;
   const refs = [...fromPath, ...fromBody];
   if (model !== undefined) refs.push({ kind: 'model', id: model, param: 'model' });
+  return lookUp(registry, account, refs, fromPath.length);
+}
+
+async function lookUp(
+  registry: ObjectRegistry,
+  account: Account,
+  refs: readonly ObjectRef[],
+  inPath: number,
+): Promise<Scope> {
   const pathObjects: ObjectRecord[] = [];
   const pins: Array<{ keyId: number; group: string | null }> = [];
   for (const [i, ref] of refs.entries()) {
@@ -53,7 +66,7 @@ export async function resolveScope(
         error: new GatewayError('object_not_found', noSuchObject(ref.kind, ref.id), ref.param),
       };
     }
-    if (i < fromPath.length) pathObjects.push(rec);
+    if (i < inPath) pathObjects.push(rec);
     if (!pins.some((p) => p.keyId === rec.keyId && p.group === rec.keyGroup))
       pins.push({ keyId: rec.keyId, group: rec.keyGroup });
   }
