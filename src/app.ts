@@ -32,6 +32,7 @@ import { UpstreamClient } from './upstream/upstream-client.js';
 import { createMailer, notifySoftLimit } from './accounts/notifications.js';
 import { createRealtimeGateway } from './realtime/create-realtime-gateway.js';
 import type { RealtimeGateway } from './realtime/realtime-gateway.js';
+import { EndpointGate } from './tenancy/endpoint-gate.js';
 import { Follower } from './tenancy/follower.js';
 import { ObjectRegistry } from './tenancy/object-registry.js';
 import { createObjectRepository } from './tenancy/object-repository.js';
@@ -155,7 +156,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await follower.resume();
   follower.start();
   const tenancy: TenancyDeps = {
-    endpoints: { unknownEndpoints: config.unknownEndpoints, endpointsEnabled: config.endpointsEnabled },
+    endpoints: new EndpointGate({
+      unknownEndpoints: config.unknownEndpoints,
+      endpointsEnabled: config.endpointsEnabled,
+    }),
     registry: objects,
     follower,
     writer,

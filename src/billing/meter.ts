@@ -73,6 +73,17 @@ export type RequestEnd =
       readonly attempts: number;
     };
 
+/** A reservation for work that is not one HTTP exchange (a realtime response, a batch). */
+export interface ReserveSpec {
+  readonly requestId: string;
+  readonly path: string;
+  readonly model: string;
+  readonly price: ModelPrice | undefined;
+  readonly reserve: Micros;
+  /** Percent of the listed prices billed (batches: the price table's `batch_percent`). */
+  readonly pricePercent?: number;
+}
+
 export type Admission =
   | { readonly ok: true; readonly ticket: Ticket; readonly headers: Record<string, string> }
   | { readonly ok: false; readonly error: GatewayError };
@@ -178,14 +189,7 @@ export class Meter {
    */
   reserve(
     account: Account,
-    spec: {
-      readonly requestId: string;
-      readonly path: string;
-      readonly model: string;
-      readonly price: ModelPrice | undefined;
-      readonly reserve: Micros;
-      readonly pricePercent?: number;
-    },
+    spec: ReserveSpec,
   ): { ok: true; ticket: Ticket } | { ok: false; error: GatewayError } {
     const now = this.clock();
     this.rollWindows(account, now);
@@ -203,17 +207,7 @@ export class Meter {
    * Holds a reservation without any check: for work that was admitted before a restart (an open
    * batch) and must keep its money set aside, whatever the balance is now.
    */
-  hold(
-    account: Account,
-    spec: {
-      readonly requestId: string;
-      readonly path: string;
-      readonly model: string;
-      readonly price: ModelPrice | undefined;
-      readonly reserve: Micros;
-      readonly pricePercent?: number;
-    },
-  ): Ticket {
+  hold(account: Account, spec: ReserveSpec): Ticket {
     account.reserved += spec.reserve;
     return {
       requestId: spec.requestId,
@@ -316,11 +310,7 @@ export class Meter {
    * `<id>` for the first, `<id>:<model>` for the others).
    */
   private measure(ticket: Ticket, end: RequestEnd): Line[] {
-    const line = (usage: Usage | undefined, source: string): Line[] => [
-      { requestId: ticket.requestId, model: ticket.model, price: ticket.price, usage, source, cost: 0 },
-    ];
-    if (end.kind === 'done') {
-      if (end.parts.length === 0) return line(undefined, 'none');
+    if (end.kind === 'done' && end.parts.length > 0) {
       return end.parts.map((p, i) => ({
         requestId: i === 0 ? ticket.requestId : `${ticket.requestId}:${p.model}`,
         model: p.model,
@@ -330,21 +320,35 @@ export class Meter {
         cost: 0,
       }));
     }
-    if (end.kind === 'failed' || end.status >= 400) return line(undefined, 'none');
+    const { usage, source } = this.measureOne(ticket, end);
+    return [
+      { requestId: ticket.requestId, model: ticket.model, price: ticket.price, usage, source, cost: 0 },
+    ];
+  }
+
+  private measureOne(ticket: Ticket, end: RequestEnd): { usage: Usage | undefined; source: string } {
+    if (end.kind !== 'relayed' || end.status >= 400) return NOT_MEASURED;
     if (end.usage !== undefined) {
       // Non-token dimensions (images, speech characters, audio length) come from the request.
-      return line({ ...ticketExtrasUsage(ticket), ...end.usage }, 'upstream');
+      return { usage: { ...ticketExtrasUsage(ticket), ...end.usage }, source: 'upstream' };
     }
     // Nothing to price (a free endpoint): no reason to run the tokenizer.
-    if (ticket.price === undefined) return line(undefined, 'none');
+    if (ticket.price === undefined) return NOT_MEASURED;
     const completion = end.deliveredText === '' ? 0 : countTextTokens(ticket.model, end.deliveredText);
     const prompt = ticket.json === undefined ? 0 : estimatePromptTokens(ticket.path, ticket.json);
-    return line(
-      { promptTokens: prompt, cachedTokens: 0, completionTokens: completion, ...ticketExtrasUsage(ticket) },
-      'tokenizer',
-    );
+    return {
+      usage: {
+        promptTokens: prompt,
+        cachedTokens: 0,
+        completionTokens: completion,
+        ...ticketExtrasUsage(ticket),
+      },
+      source: 'tokenizer',
+    };
   }
 }
+
+const NOT_MEASURED = { usage: undefined, source: 'none' } as const;
 
 interface Line {
   readonly requestId: string;

@@ -111,14 +111,12 @@ export class KeyPool {
    * may answer 429 itself). Disabled keys never: they no longer reach the organisation.
    */
   pickPinned(affinity: KeyAffinity, exclude: ReadonlySet<number>, now = this.clock()): PoolKey | undefined {
-    const allows = (k: PoolKey): boolean =>
-      affinity.pins.every((p) => p.keyId === k.id || (p.group !== null && p.group === k.group));
     let fallback: PoolKey | undefined;
     const n = this.keys.length;
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const key = this.keys[idx];
-      if (key === undefined || exclude.has(key.id) || !allows(key)) continue;
+      if (key === undefined || exclude.has(key.id) || !allows(affinity, key)) continue;
       if (isUsable(key.health.state, now)) {
         this.cursor = (idx + 1) % n;
         return key;
@@ -130,9 +128,7 @@ export class KeyPool {
 
   /** Whether any key of the pool, healthy or not, satisfies `affinity` (else the pins disagree). */
   anyAllows(affinity: KeyAffinity): boolean {
-    return this.keys.some((k) =>
-      affinity.pins.every((p) => p.keyId === k.id || (p.group !== null && p.group === k.group)),
-    );
+    return this.keys.some((k) => allows(affinity, k));
   }
 
   /** Records one attempt's outcome on a key and applies the health rules. */
@@ -289,6 +285,11 @@ export class KeyPool {
       pendingFailures: 0,
     };
   }
+}
+
+/** A key may serve a pinned request when every pin names it or its group. */
+function allows(affinity: KeyAffinity, key: PoolKey): boolean {
+  return affinity.pins.every((p) => p.keyId === key.id || (p.group !== null && p.group === key.group));
 }
 
 export function mask(last4: string): string {

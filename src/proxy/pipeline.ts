@@ -23,7 +23,6 @@ import { Cancel } from '../upstream/cancel.js';
 import { sendWithRetry, type RetryPolicy, type SendResult } from '../upstream/send-with-retry.js';
 import { clientHeaders } from '../upstream/forward-headers.js';
 import { readBody } from '../http/read-body.js';
-import { decideEndpoint } from '../tenancy/endpoint-gate.js';
 import { resolveScope, type Scope } from '../tenancy/object-scope.js';
 import { serveList } from '../tenancy/serve-list.js';
 import {
@@ -65,7 +64,7 @@ const UNSCOPED: Scope = { ok: true, affinity: undefined, pathObjects: [] };
 export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<void> {
   const { req, res, requestId, account } = call;
   const started = performance.now();
-  const endpoint = decideEndpoint(req.method ?? 'GET', call.pathname, account, deps.tenancy.endpoints);
+  const endpoint = deps.tenancy.endpoints.decide(req.method ?? 'GET', call.pathname, account);
   if (!endpoint.ok) return sendError(res, endpoint.error);
   const classified = endpoint.classified;
   const action = classified?.route.action;

@@ -9,13 +9,14 @@
  * answered with a plain HTTP error; once the session runs, its key never changes.
  */
 import type { IncomingMessage } from 'node:http';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
+import { ws } from './ws-lib.js';
 import { GatewayError } from '../errors/catalogue.js';
 import type { KeyPool, PoolKey } from '../keys/key-pool.js';
 import type { Cancel } from '../upstream/cancel.js';
 import { classifyResponse, isRetryable, type UpstreamOutcome } from '../upstream/classify-outcome.js';
 import { sanitizeErrorBody } from '../upstream/sanitize-error.js';
-import type { RetryPolicy } from '../upstream/send-with-retry.js';
+import { backoff, type RetryPolicy } from '../upstream/send-with-retry.js';
 import { EarlyFrames } from './early-frames.js';
 
 export interface UpstreamTarget {
@@ -150,7 +151,7 @@ function attempt(
 ): Promise<Attempt> {
   return new Promise((resolve) => {
     let done = false;
-    const socket = new WebSocket(url, [...protocols], {
+    const socket = new (ws().WebSocket)(url, [...protocols], {
       headers,
       handshakeTimeout: timeoutMs,
       // Frames are mostly base64 audio and JSON relayed as they are: compressing costs CPU twice.
@@ -207,19 +208,5 @@ function readCapped(res: IncomingMessage, cap: number): Promise<Buffer> {
     res.on('end', done);
     res.on('error', done);
     res.on('close', done);
-  });
-}
-
-/** Short jittered pause between attempts so a burst of retries does not hammer the next key. */
-function backoff(attempt: number, deadline: number, cancel: Cancel): Promise<void> {
-  const ms = Math.min(Math.max(0, deadline - Date.now()), 5 + Math.random() * 20 * attempt);
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      cancel.onAbort(undefined);
-      resolve();
-    }
-    cancel.onAbort(done);
   });
 }

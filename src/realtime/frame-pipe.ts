@@ -9,7 +9,8 @@
  * buffers fill and TCP slows it down: memory per session stays bounded by the high-water mark plus
  * one frame, whatever the two peers do.
  */
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
+import { OPEN } from './ws-lib.js';
 
 export const HIGH_WATER_BYTES = 1024 * 1024;
 export const LOW_WATER_BYTES = 256 * 1024;
@@ -34,7 +35,7 @@ export class FramePipe {
   }
 
   send(data: Buffer | string, isBinary: boolean): void {
-    if (this.stopped || this.dest.readyState !== WebSocket.OPEN) return;
+    if (this.stopped || this.dest.readyState !== OPEN) return;
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
     this.queued += size;
     if (this.queued > this.maxQueued) this.maxQueued = this.queued;

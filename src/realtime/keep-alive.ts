@@ -6,7 +6,8 @@
  * A peer whose socket the session holds paused for back-pressure is skipped: its pong could not be
  * read while the socket is not read, and a slow consumer on the other side is no reason to drop it.
  */
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
+import { OPEN } from './ws-lib.js';
 
 export type Side = 'client' | 'upstream';
 
@@ -46,7 +47,7 @@ export class KeepAlive {
 
   private tick(): void {
     for (const p of this.peers) {
-      if (p.socket.readyState !== WebSocket.OPEN) continue;
+      if (p.socket.readyState !== OPEN) continue;
       if (p.paused()) {
         this.waiting.set(p.side, false);
         continue;

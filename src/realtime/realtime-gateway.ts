@@ -11,7 +11,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket, WebSocketServer } from 'ws';
+import { ws } from './ws-lib.js';
 import type { Account } from '../accounts/account.js';
 import type { Authenticator } from '../accounts/authenticate.js';
 import type { Ticket } from '../billing/meter.js';
@@ -51,7 +52,8 @@ export interface RealtimeStats {
 }
 
 export class RealtimeGateway {
-  private readonly wss: WebSocketServer;
+  /** Made with the first session (see ws-lib.ts). */
+  private wssMade: WebSocketServer | undefined;
   private readonly sessions = new Set<RealtimeSession>();
   /** Upstream handshakes running, aborted by `closeAll`. */
   private readonly connecting = new Set<Cancel>();
@@ -60,18 +62,23 @@ export class RealtimeGateway {
   private closing = false;
   private ended = { maxQueued: 0, upstreamPauses: 0, clientPauses: 0 };
 
-  constructor(private readonly deps: RealtimeDeps) {
-    this.wss = new WebSocketServer({
+  constructor(private readonly deps: RealtimeDeps) {}
+
+  private get wss(): WebSocketServer {
+    if (this.wssMade !== undefined) return this.wssMade;
+    const wss = new (ws().WebSocketServer)({
       noServer: true,
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_BYTES,
       handleProtocols: (_offered, req) => this.answers.get(req)?.protocol ?? false,
     });
-    this.wss.on('headers', (lines: string[], req: IncomingMessage) => {
+    wss.on('headers', (lines: string[], req: IncomingMessage) => {
       const answer = this.answers.get(req);
       if (answer !== undefined) lines.push(`x-request-id: ${answer.requestId}`);
     });
+    this.wssMade = wss;
+    return wss;
   }
 
   /** The HTTP server's 'upgrade' listener. */
@@ -166,7 +173,7 @@ export class RealtimeGateway {
       this.answers.set(req, { protocol, requestId });
       let client: WebSocket | undefined;
       // ws completes the upgrade synchronously (no verifyClient), or answers 400 itself.
-      this.wss.handleUpgrade(req, socket, head, (ws) => (client = ws));
+      this.wss.handleUpgrade(req, socket, head, (c) => (client = c));
       socket.off('error', ignore);
       if (client === undefined) {
         connected.socket.terminate();

@@ -13,7 +13,8 @@
  *   → write the session's own usage record
  */
 import type { Logger } from 'pino';
-import { WebSocket, type RawData } from 'ws';
+import type { RawData, WebSocket } from 'ws';
+import { CLOSED, OPEN } from './ws-lib.js';
 import { clipReason } from './close-codes.js';
 import type { EarlyFrames } from './early-frames.js';
 import { eventType, frameBuffer } from './event-type.js';
@@ -202,10 +203,10 @@ export class RealtimeSession {
     }
     const farewell = farewellFor(why);
     try {
-      if (farewell.error !== undefined && this.client.readyState === WebSocket.OPEN) {
+      if (farewell.error !== undefined && this.client.readyState === OPEN) {
         this.toClient.send(errorEvent(this.nextEventId(), farewell.error, farewell.errorCause), false);
       }
-      if (this.upstream.readyState === WebSocket.OPEN && this.meter.inFlight > 0) {
+      if (this.upstream.readyState === OPEN && this.meter.inFlight > 0) {
         const running = this.meter.runningIds();
         for (const id of running) this.toUpstream.send(cancelEvent(this.nextEventId(), id), false);
         // Only reservations whose response has not started: cancel whatever starts.
@@ -247,7 +248,7 @@ export class RealtimeSession {
       };
       const timer = setTimeout(done, ms);
       this.wake = () => {
-        if (this.meter.inFlight === 0 || this.upstream.readyState !== WebSocket.OPEN) done();
+        if (this.meter.inFlight === 0 || this.upstream.readyState !== OPEN) done();
       };
     });
   }
@@ -259,11 +260,11 @@ export class RealtimeSession {
 }
 
 function closeSocket(socket: WebSocket, how: { code: number; reason: string }): void {
-  if (socket.readyState !== WebSocket.OPEN) return;
+  if (socket.readyState !== OPEN) return;
   socket.close(how.code, clipReason(how.reason));
 }
 
 function closedPromise(socket: WebSocket): Promise<void> {
-  if (socket.readyState === WebSocket.CLOSED) return Promise.resolve();
+  if (socket.readyState === CLOSED) return Promise.resolve();
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }

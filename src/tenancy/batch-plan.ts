@@ -18,6 +18,7 @@ import type { Cancel } from '../upstream/cancel.js';
 import { sendWithRetry, type RetryPolicy } from '../upstream/send-with-retry.js';
 import type { UpstreamClient } from '../upstream/upstream-client.js';
 import { forEachLine } from './body-lines.js';
+import { jsonObject } from './json-object.js';
 import type { ObjectRecord } from './object-registry.js';
 
 export interface BatchPlanDeps {
@@ -130,16 +131,10 @@ export async function planBatch(
 }
 
 function lineBody(line: Buffer): Record<string, unknown> | undefined {
-  try {
-    const parsed: unknown = JSON.parse(line.toString('utf8'));
-    if (typeof parsed !== 'object' || parsed === null) return undefined;
-    const body = (parsed as Record<string, unknown>)['body'];
-    return typeof body === 'object' && body !== null && !Array.isArray(body)
-      ? (body as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
+  const body = jsonObject(line)?.['body'];
+  return typeof body === 'object' && body !== null && !Array.isArray(body)
+    ? (body as Record<string, unknown>)
+    : undefined;
 }
 
 function refuse(error: GatewayError): BatchPlan {

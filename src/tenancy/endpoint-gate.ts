@@ -19,6 +19,40 @@ export type EndpointDecision =
   | { readonly ok: true; readonly classified: Classified | undefined }
   | { readonly ok: false; readonly error: GatewayError };
 
+/**
+ * The gate of the composition root. Decisions that depend on neither the account nor an object id
+ * (a fixed path of a metered or free route: the chat request) are remembered, so the hot path
+ * neither splits the path nor allocates a decision.
+ */
+export class EndpointGate {
+  private readonly fixed = new Map<string, Map<string, EndpointDecision>>();
+  private size = 0;
+
+  constructor(
+    private readonly opts: EndpointOptions,
+    private readonly maxRemembered = 1_000,
+  ) {}
+
+  decide(method: string, pathname: string, account: Account): EndpointDecision {
+    const hit = this.fixed.get(method)?.get(pathname);
+    if (hit !== undefined) return hit;
+    const d = decideEndpoint(method, pathname, account, this.opts);
+    const route = d.ok ? d.classified?.route : undefined;
+    // A refused family opened for one account must not be remembered as open for the others.
+    if (d.ok && route !== undefined && route.policy !== 'refused' && d.classified?.pathObjects.length === 0) {
+      if (this.size >= this.maxRemembered) {
+        this.fixed.clear();
+        this.size = 0;
+      }
+      let byPath = this.fixed.get(method);
+      if (byPath === undefined) this.fixed.set(method, (byPath = new Map()));
+      byPath.set(pathname, d);
+      this.size++;
+    }
+    return d;
+  }
+}
+
 export function decideEndpoint(
   method: string,
   pathname: string,

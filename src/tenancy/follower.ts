@@ -19,6 +19,7 @@ import { CancelGroup } from '../upstream/cancel.js';
 import { readCapped, sendWithRetry, type RetryPolicy } from '../upstream/send-with-retry.js';
 import type { UpstreamClient } from '../upstream/upstream-client.js';
 import { forEachLine } from './body-lines.js';
+import { jsonObject } from './json-object.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
 import { adoptDerived } from './record-objects.js';
 
@@ -179,7 +180,7 @@ export class Follower {
     if (sent?.kind !== 'stream') return undefined;
     const perModel = new Map<string, Usage>();
     const read = await forEachLine(sent.response.body, MAX_OUTPUT_LINE, (line) => {
-      const parsed = parseLine(line);
+      const parsed = jsonObject(line);
       const response = parsed?.['response'] as Record<string, unknown> | undefined;
       if (response?.['status_code'] !== 200) return;
       const body = response['body'] as Record<string, unknown> | undefined;
@@ -210,7 +211,7 @@ export class Follower {
   private async fetchJson(rec: ObjectRecord, path: string): Promise<Record<string, unknown> | undefined> {
     const sent = await this.get(rec, path);
     if (sent?.kind !== 'stream') return undefined;
-    return parseLine(await readCapped(sent.response.body, MAX_OBJECT_BYTES));
+    return jsonObject(await readCapped(sent.response.body, MAX_OBJECT_BYTES));
   }
 
   private async get(rec: ObjectRecord, path: string): ReturnType<typeof sendWithRetry> {
@@ -233,16 +234,5 @@ export class Follower {
     } finally {
       this.cancels.release(cancel);
     }
-  }
-}
-
-function parseLine(line: Buffer): Record<string, unknown> | undefined {
-  try {
-    const parsed: unknown = JSON.parse(line.toString('utf8'));
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
-      ? (parsed as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -34,7 +34,8 @@ export function resolveScope(
   classified: Classified,
   req: ParsedRequest,
 ): Scope | Promise<Scope> {
-  const fromPath: ObjectRef[] = classified.pathObjects.map((o) => ({ ...o, param: 'id' }));
+  const fromPath: ObjectRef[] =
+    classified.pathObjects.length === 0 ? [] : classified.pathObjects.map((o) => ({ ...o, param: 'id' }));
   const fromBody = classified.route.bodyRefs ? bodyRefs(req.body, req.json) : [];
   // A fine-tuned model made through the gateway is an object too (see ownedOnlyIfKnown).
   const model = req.model?.startsWith(OBJECT_KINDS.model.prefix) === true ? req.model : undefined;

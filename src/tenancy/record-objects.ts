@@ -10,6 +10,7 @@ import type { Classified, RouteAction } from './endpoint-policy.js';
 import { OBJECT_KINDS, type ObjectKind } from './object-kinds.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
 import type { Scope } from './object-scope.js';
+import { jsonObject } from './json-object.js';
 
 /** The kind of object this request creates when it succeeds, if any. */
 export function createdKind(action: RouteAction, req: ParsedRequest): ObjectKind | undefined {
@@ -81,15 +82,10 @@ function tagOf(
     const purpose = multipartField(req.body, 'purpose');
     if (purpose !== undefined) return purpose;
   }
-  if (body === undefined || body.length > 1024 * 1024) return null;
-  try {
-    const obj = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-    const file = obj['file'] as Record<string, unknown> | undefined;
-    const purpose = obj['purpose'] ?? file?.['purpose'];
-    return typeof purpose === 'string' ? purpose : null;
-  } catch {
-    return null;
-  }
+  const obj = answerObject(body);
+  const file = obj?.['file'] as Record<string, unknown> | undefined;
+  const purpose = obj?.['purpose'] ?? file?.['purpose'];
+  return typeof purpose === 'string' ? purpose : null;
 }
 
 /**
@@ -132,13 +128,5 @@ export async function adoptDerived(
 
 /** The JSON object of an answer, when it is one (and small enough to parse on the side). */
 export function answerObject(body: Buffer | undefined): Record<string, unknown> | undefined {
-  if (body === undefined || body.length > 1024 * 1024) return undefined;
-  try {
-    const parsed: unknown = JSON.parse(body.toString('utf8'));
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
-      ? (parsed as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
+  return body === undefined || body.length > 1024 * 1024 ? undefined : jsonObject(body);
 }

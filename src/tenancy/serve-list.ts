@@ -17,6 +17,7 @@ import type { RouteAction } from './endpoint-policy.js';
 import { noSuchObject, OBJECT_KINDS } from './object-kinds.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
 import { adoptDerived } from './record-objects.js';
+import { jsonObject } from './json-object.js';
 
 export interface ListDeps {
   readonly registry: ObjectRegistry;
@@ -141,14 +142,7 @@ async function fetchObject(
   }
   if (sent.kind !== 'stream') return undefined;
   const raw = await readCapped(sent.response.body, MAX_OBJECT_BYTES);
-  let obj: Record<string, unknown> | undefined;
-  try {
-    const parsed: unknown = JSON.parse(raw.toString('utf8'));
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed))
-      obj = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
+  const obj = jsonObject(raw);
   if (obj !== undefined) await adoptDerived(deps.registry, rec, obj, deps.clock());
   return obj;
 }

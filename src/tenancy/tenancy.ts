@@ -10,7 +10,7 @@ import type { ParsedRequest } from '../proxy/parse-request.js';
 import type { StateWriter } from '../store/state-writer.js';
 import type { Cancel } from '../upstream/cancel.js';
 import { planBatch, type BatchPlanDeps } from './batch-plan.js';
-import type { EndpointOptions } from './endpoint-gate.js';
+import type { EndpointGate } from './endpoint-gate.js';
 import type { Classified } from './endpoint-policy.js';
 import { FOLLOWED_PATHS, type Follower } from './follower.js';
 import { noSuchObject } from './object-kinds.js';
@@ -20,7 +20,7 @@ import { adoptDerived, answerObject, createdPrefix, recordObjects, type Answer }
 import type { ListDeps } from './serve-list.js';
 
 export interface TenancyDeps {
-  readonly endpoints: EndpointOptions;
+  readonly endpoints: EndpointGate;
   readonly registry: ObjectRegistry;
   readonly follower: Follower;
   readonly writer: StateWriter;

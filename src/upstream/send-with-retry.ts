@@ -173,7 +173,7 @@ export function readCapped(body: UpstreamBody, cap: number): Promise<Buffer> {
 }
 
 /** Short jittered pause between attempts so a burst of retries does not hammer the next key. */
-function backoff(attempt: number, deadline: number, cancel: Cancel): Promise<void> {
+export function backoff(attempt: number, deadline: number, cancel: Cancel): Promise<void> {
   const ms = Math.min(Math.max(0, deadline - Date.now()), 5 + Math.random() * 20 * attempt);
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);

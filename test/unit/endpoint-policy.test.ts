@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PAGE, renderEndpointTable, withTable } from '../../scripts/endpoint-docs.js';
 import type { Account } from '../../src/accounts/account.js';
-import { decideEndpoint } from '../../src/tenancy/endpoint-gate.js';
+import { decideEndpoint, EndpointGate } from '../../src/tenancy/endpoint-gate.js';
 import { classify, FAMILIES, type FamilyName, type RouteDef } from '../../src/tenancy/endpoint-policy.js';
 import { ENABLEABLE_FAMILIES } from '../../src/tenancy/families.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../src/tenancy/object-kinds.js';
@@ -122,6 +122,18 @@ describe('the endpoint gate', () => {
       decideEndpoint('POST', '/v1/fine_tuning/checkpoints/x/permissions', account(['fine_tuning']), closed)
         .ok,
     ).toBe(false);
+  });
+
+  it('remembers allowed decisions of fixed paths only, never a refusal that depends on the account', () => {
+    const gate = new EndpointGate(closed);
+    const first = gate.decide('POST', '/v1/chat/completions', account());
+    expect(gate.decide('POST', '/v1/chat/completions', account())).toBe(first);
+    expect(gate.decide('GET', '/v1/files/file-1', account())).not.toBe(
+      gate.decide('GET', '/v1/files/file-1', account()),
+    );
+    expect(gate.decide('POST', '/v1/fine_tuning/jobs', account()).ok).toBe(false);
+    expect(gate.decide('POST', '/v1/fine_tuning/jobs', account(['fine_tuning'])).ok).toBe(true);
+    expect(gate.decide('POST', '/v1/fine_tuning/jobs', account()).ok).toBe(false);
   });
 
   it('forwards unknown paths unclassified when UNKNOWN_ENDPOINTS=forward', () => {
