@@ -8,7 +8,7 @@
  */
 import type { Account } from '../accounts/account.js';
 import { worstCaseCost } from '../billing/cost.js';
-import { promptBound } from '../billing/meter.js';
+import { promptBound } from '../billing/request-bounds.js';
 import { ratesAtPercent, type Micros } from '../billing/money.js';
 import type { PriceTable } from '../billing/price-table.js';
 import { maxOutputTokens } from '../billing/token-count.js';

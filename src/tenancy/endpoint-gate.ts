@@ -7,7 +7,8 @@
 import type { Account } from '../accounts/account.js';
 import { GatewayError } from '../errors/catalogue.js';
 import type { EnableableFamily } from './families.js';
-import { classify, FAMILIES, isEnabled, type Classified } from './endpoint-policy.js';
+import { classify, type Classified } from './classify.js';
+import { FAMILIES, isEnabled } from './endpoint-policy.js';
 
 export interface EndpointOptions {
   readonly unknownEndpoints: 'refuse' | 'forward';

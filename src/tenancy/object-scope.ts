@@ -8,7 +8,7 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { KeyAffinity } from '../keys/key-pool.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
 import { bodyRefs, type ObjectRef } from './body-refs.js';
-import type { Classified } from './endpoint-policy.js';
+import type { Classified } from './classify.js';
 import { noSuchObject, OBJECT_KINDS, ownedOnlyIfKnown } from './object-kinds.js';
 import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
 

@@ -11,7 +11,7 @@ import type { StateWriter } from '../store/state-writer.js';
 import type { Cancel } from '../upstream/cancel.js';
 import { planBatch, type BatchPlanDeps } from './batch-plan.js';
 import type { EndpointGate } from './endpoint-gate.js';
-import type { Classified } from './endpoint-policy.js';
+import type { Classified } from './classify.js';
 import { FOLLOWED_PATHS, type Follower } from './follower.js';
 import { noSuchObject } from './object-kinds.js';
 import type { ObjectRegistry } from './object-registry.js';

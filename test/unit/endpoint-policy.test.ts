@@ -4,7 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { PAGE, renderEndpointTable, withTable } from '../../scripts/endpoint-docs.js';
 import type { Account } from '../../src/accounts/account.js';
 import { decideEndpoint, EndpointGate } from '../../src/tenancy/endpoint-gate.js';
-import { classify, FAMILIES, type FamilyName, type RouteDef } from '../../src/tenancy/endpoint-policy.js';
+import { classify } from '../../src/tenancy/classify.js';
+import { FAMILIES, type FamilyName, type RouteDef } from '../../src/tenancy/endpoint-policy.js';
 import { ENABLEABLE_FAMILIES } from '../../src/tenancy/families.js';
 import { OBJECT_KINDS, type ObjectKind } from '../../src/tenancy/object-kinds.js';
 
