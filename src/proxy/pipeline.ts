@@ -130,6 +130,7 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
         body: parsed.req.body,
         cancel,
         affinity: scope.affinity,
+        tenant: account.id,
       },
       (outcome) => deps.metrics.countAttempt(outcome.kind),
     );

@@ -60,6 +60,11 @@ export class ObjectRegistry {
     return rec;
   }
 
+  /** The record of `id` if it is in memory (no store read). */
+  peek(id: string): ObjectRecord | undefined {
+    return this.recent.get(id);
+  }
+
   /** Records an object just created through the gateway. */
   add(rec: ObjectRecord): void {
     // Queued first: the cache keeps every record the writer still holds.

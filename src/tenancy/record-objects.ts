@@ -56,6 +56,9 @@ export function recordObjects(
   }
   const kind = createdKind(action, req);
   if (kind === undefined || answer.createdId === undefined) return undefined;
+  // An id the gateway already gave to someone else keeps its owner, whatever upstream answered.
+  const known = registry.peek(answer.createdId);
+  if (known !== undefined && known.accountId !== account.id) return undefined;
   const rec: ObjectRecord = {
     id: answer.createdId,
     kind,

@@ -23,17 +23,24 @@ const RESPONSE_ALLOW = new Set([
   'x-request-id',
 ]);
 
-/** Builds the upstream request headers: allow-listed client headers plus the pool key. */
+/**
+ * Builds the upstream request headers: allow-listed client headers plus the pool key. An
+ * `Idempotency-Key` is prefixed with the caller's account (`tenant`): tenants share the upstream
+ * organisation, and a key another tenant chose must never return that tenant's answer.
+ */
 export function upstreamHeaders(
   client: IncomingHttpHeaders,
   secret: string,
   bodyLength: number,
+  tenant?: number,
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of REQUEST_ALLOW) {
     const v = client[name];
     if (typeof v === 'string') out[name] = v;
   }
+  const idem = out['idempotency-key'];
+  if (idem !== undefined && tenant !== undefined) out['idempotency-key'] = `acct-${tenant}:${idem}`;
   out['authorization'] = `Bearer ${secret}`;
   // Identity encoding keeps responses parseable for metering; loopback/TLS to OpenAI is not the bottleneck.
   out['accept-encoding'] = 'identity';

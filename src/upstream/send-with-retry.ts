@@ -27,6 +27,8 @@ export interface OutboundRequest {
   readonly cancel: Cancel;
   /** Only keys that hold the objects the request names (tenancy); any key when undefined. */
   readonly affinity?: KeyAffinity | undefined;
+  /** The caller's account, to keep its `Idempotency-Key` apart from other tenants'. */
+  readonly tenant?: number | undefined;
 }
 
 export type SendResult =
@@ -86,7 +88,7 @@ export async function sendWithRetry(
     const result = await client.send({
       method: req.method,
       path: req.path,
-      headers: upstreamHeaders(req.clientHeaders, key.secret, req.body?.length ?? 0),
+      headers: upstreamHeaders(req.clientHeaders, key.secret, req.body?.length ?? 0, req.tenant),
       body: req.body,
       cancel,
       headersTimeoutMs: Math.min(policy.attemptTimeoutMs, remaining),

@@ -244,3 +244,25 @@ describe('stored chat completions, batches and vector stores', () => {
     await expect404(alice.vectorStores.retrieve(vs.id));
   });
 });
+
+describe('idempotency keys', () => {
+  it('keeps one tenant’s Idempotency-Key apart from another’s upstream', async () => {
+    const body = { model: 'gpt-4o-mini', input: 'same key' };
+    for (const name of ['alice', 'bobby']) {
+      const r = await call(t.gw, '/v1/responses', {
+        key: t.key(name),
+        body,
+        headers: { 'idempotency-key': 'order-42' },
+      });
+      expect(r.status).toBe(200);
+    }
+    const sent = t.mock.requests
+      .filter((r) => r.path === '/v1/responses')
+      .slice(-2)
+      .map((r) => r.headers['idempotency-key']);
+    expect(sent).toEqual([
+      `acct-${t.account('alice').id}:order-42`,
+      `acct-${t.account('bobby').id}:order-42`,
+    ]);
+  });
+});
