@@ -77,8 +77,11 @@ export interface Config {
   /** Longest realtime session; it is closed (and settled) when this is up. */
   readonly realtimeMaxSessionMs: number;
   readonly postgresDsn: string | undefined;
+  /** `host:port` of the Redis shared by several instances. */
   readonly redisAddr: string | undefined;
   readonly redisPass: string | undefined;
+  /** Redis database index (0–15 on a default server). */
+  readonly redisDb: number;
 }
 
 export class ConfigError extends Error {
@@ -254,6 +257,7 @@ export function loadConfig(env: Env): Config {
     postgresDsn: opt('POSTGRES_DSN'),
     redisAddr: opt('REDIS_ADDR'),
     redisPass: opt('REDIS_PASS'),
+    redisDb: int('REDIS_DB', 0, 0, 1_000_000),
   };
   if (config.postgresDsn !== undefined) {
     problems.push('POSTGRES_DSN is not supported yet: this build runs on the embedded SQLite store only');
