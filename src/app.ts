@@ -26,7 +26,8 @@ import { KeyPool } from './keys/key-pool.js';
 import { createSecrets, generateAccountKey, resolveMasterKey, type Secrets } from './keys/secrets.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
-import { openSqliteStore, type Store } from './store/open-store.js';
+import { claimSoleInstance, type InstanceHeartbeat } from './store/instances.js';
+import { openStore, type Store } from './store/store.js';
 import { StateWriter } from './store/state-writer.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
 import { createMailer, notifySoftLimit } from './accounts/notifications.js';
@@ -81,7 +82,31 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     );
   }
   const secrets = createSecrets(master.key);
-  const store = await openSqliteStore(config.dataDir);
+  const store = await openStore(config.store, log);
+  let instance: InstanceHeartbeat | undefined;
+  try {
+    // A shared store takes one gateway for now (balances live in memory): refuse a second one.
+    if (store.instances) instance = await claimSoleInstance(store.instances, store.location, log);
+    return await composeApp(config, options, { clock, log, secrets, store, instance });
+  } catch (err: unknown) {
+    // Failed after the store opened (a wrong MASTER_KEY): leave no instance row to block a retry.
+    await instance?.stop().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+interface Base {
+  clock: () => number;
+  log: Logger;
+  secrets: Secrets;
+  store: Store;
+  instance: InstanceHeartbeat | undefined;
+}
+
+/** Everything above the store, built once the store is open and this instance admitted. */
+async function composeApp(config: Config, options: AppOptions, base: Readonly<Base>): Promise<App> {
+  const { clock, log, secrets, store, instance } = base;
   const metrics = createMetrics();
   const calendar = new Calendar(config.timeZone);
 
@@ -285,6 +310,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
               upstream: config.upstreamOrigin + config.upstreamBasePath,
               keys: pool.size,
               accounts: registry.size,
+              store: store.location,
             },
             'proxyxai listening',
           );
@@ -315,6 +341,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
         .catch((err: unknown) => log.error({ err }, 'final key counter flush failed'));
       await pool.settled();
       await upstream.destroy();
+      await instance?.stop().catch((err: unknown) => log.error({ err }, 'could not remove the instance row'));
       await store.close();
       log.info('proxyxai stopped');
     },

@@ -5,6 +5,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
+import { StoreStartupError } from './store/store.js';
 
 async function main(): Promise<void> {
   let config;
@@ -48,6 +49,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof StoreStartupError) {
+    // Explained in one sentence (where, and why): a stack trace would only bury it.
+    process.stderr.write(`proxyxai: failed to start: ${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(
     `proxyxai: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
   );

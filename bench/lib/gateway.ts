@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from '../../src/store/sqlite-driver.js';
+import Database from '../../src/store/sqlite/driver.js';
 import { freePort, startNode, stopProc, waitReady, type Proc } from './procs.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

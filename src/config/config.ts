@@ -6,6 +6,8 @@
 import { usdToMicros, type Micros } from '../billing/money.js';
 import { isUtcZone, systemTimeZone } from '../billing/calendar.js';
 import { ENABLEABLE_FAMILIES, isEnableableFamily, type EnableableFamily } from '../tenancy/families.js';
+import { parsePostgresDsn } from '../store/postgres/dsn.js';
+import type { StoreChoice } from '../store/store.js';
 
 export interface RootSeed {
   readonly name: 'root';
@@ -31,7 +33,10 @@ export interface Config {
   readonly upstreamBasePath: string;
   readonly initUsers: RootSeed | undefined;
   readonly initKeys: readonly string[];
+  /** The generated master key's home, and the embedded store's when POSTGRES_DSN is not set. */
   readonly dataDir: string;
+  /** SQLite under DATA_DIR, or PostgreSQL when POSTGRES_DSN is set (parsed, password hidden). */
+  readonly store: StoreChoice;
   /** 32-byte master key; undefined means "generate or load one from DATA_DIR". */
   readonly masterKeyHex: string | undefined;
   readonly logLevel: string;
@@ -76,7 +81,6 @@ export interface Config {
   readonly realtimeIdleTimeoutMs: number;
   /** Longest realtime session; it is closed (and settled) when this is up. */
   readonly realtimeMaxSessionMs: number;
-  readonly postgresDsn: string | undefined;
   /** `host:port` of the Redis shared by several instances. */
   readonly redisAddr: string | undefined;
   readonly redisPass: string | undefined;
@@ -214,6 +218,15 @@ export function loadConfig(env: Env): Config {
       );
   }
 
+  const dataDir = str('DATA_DIR', './data');
+  let store: StoreChoice = Object.freeze({ kind: 'sqlite', dataDir });
+  const dsn = opt('POSTGRES_DSN');
+  if (dsn !== undefined) {
+    const parsed = parsePostgresDsn(dsn);
+    if (parsed.ok) store = Object.freeze({ kind: 'postgres', connection: parsed.connection });
+    else problems.push(...parsed.problems);
+  }
+
   const config: Config = {
     port: int('PORT', 3443, 0, 65535),
     host: str('HOST', '0.0.0.0'),
@@ -221,7 +234,8 @@ export function loadConfig(env: Env): Config {
     upstreamBasePath: basePath,
     initUsers,
     initKeys: list('INIT_KEYS'),
-    dataDir: str('DATA_DIR', './data'),
+    dataDir,
+    store,
     masterKeyHex: masterKeyHex?.toLowerCase(),
     logLevel,
     maxAttempts: int('MAX_ATTEMPTS', 3, 1, 10),
@@ -254,14 +268,10 @@ export function loadConfig(env: Env): Config {
     followIntervalMs: int('FOLLOW_INTERVAL_MS', 15_000, 10, 3_600_000),
     realtimeIdleTimeoutMs: int('REALTIME_IDLE_TIMEOUT_MS', 300_000, 100, 86_400_000),
     realtimeMaxSessionMs: int('REALTIME_MAX_SESSION_MS', 3_600_000, 100, 86_400_000),
-    postgresDsn: opt('POSTGRES_DSN'),
     redisAddr: opt('REDIS_ADDR'),
     redisPass: opt('REDIS_PASS'),
     redisDb: int('REDIS_DB', 0, 0, 1_000_000),
   };
-  if (config.postgresDsn !== undefined) {
-    problems.push('POSTGRES_DSN is not supported yet: this build runs on the embedded SQLite store only');
-  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }

@@ -118,7 +118,7 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
           reason: s.reason,
           state_until: s.stateUntil,
           disabled_at: s.disabledAt,
-          last_error: s.lastError,
+          last_error: storable(s.lastError),
           updated_at: s.updatedAt,
         })
         .where('id', '=', id)
@@ -134,7 +134,7 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
             .slice(at, at + COUNTER_CHUNK)
             .map(
               (b) =>
-                sql`(cast(${b.id} as integer), cast(${b.requests} as bigint), cast(${b.failures} as bigint), cast(${b.lastError} as text))`,
+                sql`(cast(${b.id} as integer), cast(${b.requests} as bigint), cast(${b.failures} as bigint), cast(${storable(b.lastError)} as text))`,
             );
           await sql`update upstream_keys
             set requests = upstream_keys.requests + v.column2,
@@ -150,6 +150,14 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
       await db.deleteFrom('upstream_keys').where('id', '=', id).execute();
     },
   };
+}
+
+/**
+ * Upstream error text may hold a NUL, which PostgreSQL text refuses (and the whole counter flush
+ * with it); it is kept as U+FFFD on every backend.
+ */
+function storable(text: string | null): string | null {
+  return text !== null && text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
 }
 
 function toState(

@@ -1,7 +1,8 @@
 /**
  * The portable batch sink: the writer's transaction expressed with Kysely, so it runs on any
- * backend Kysely speaks (the PostgreSQL store will use it). The embedded SQLite store has a faster
- * sink of its own (sqlite-batch-sink.ts) with the same contract.
+ * backend Kysely speaks. Each store has a faster sink of its own with the same contract
+ * (sqlite/batch-sink.ts, postgres/batch-sink.ts); this one is the reference the contract tests
+ * run beside them on every backend, and a starting point for another kind of sink.
  */
 import type { Kysely } from 'kysely';
 import type { Batch, BatchSink } from './batch-sink.js';

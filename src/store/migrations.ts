@@ -1,9 +1,10 @@
 /**
  * Versioned schema migrations, run by Kysely's Migrator at start-up. Written with the schema
- * builder so they run on SQLite and PostgreSQL alike; the only dialect difference (how an
- * auto-incrementing key is declared) comes in as a capability, not as `if (sqlite)` in callers.
+ * builder so they run on SQLite and PostgreSQL alike; the dialect differences (how an
+ * auto-incrementing key, a 64-bit integer and bytewise-ordered text are declared) come in as
+ * capabilities, not as `if (sqlite)` in callers.
  */
-import type { Kysely, Migration, MigrationProvider } from 'kysely';
+import type { ColumnDataType, Expression, Kysely, Migration, MigrationProvider } from 'kysely';
 import type { ColumnDefinitionBuilder } from 'kysely';
 
 export interface DialectCaps {
@@ -11,22 +12,29 @@ export interface DialectCaps {
   readonly autoId: (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
   /** Column type for 64-bit integers (money, epoch ms). */
   readonly bigint: 'integer' | 'bigint';
+  /**
+   * Column type for text that compares and sorts bytewise, as SQLite's default BINARY collation
+   * does: ids, days and model names then order the same on every backend, whatever the database's
+   * locale (cursor pages over object ids, dashboard lines sorted by model).
+   */
+  readonly text: ColumnDataType | Expression<unknown>;
 }
 
 export function migrations(caps: DialectCaps): Record<string, Migration> {
   const big = caps.bigint;
+  const text = caps.text;
   return {
     '0001_upstream_keys': {
       async up(db: Kysely<unknown>) {
         await db.schema
           .createTable('upstream_keys')
           .addColumn('id', 'integer', (c) => caps.autoId(c))
-          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
-          .addColumn('ciphertext', 'text', (c) => c.notNull())
-          .addColumn('last4', 'text', (c) => c.notNull())
-          .addColumn('status', 'text', (c) => c.notNull())
-          .addColumn('reason', 'text')
-          .addColumn('last_error', 'text')
+          .addColumn('key_hash', text, (c) => c.notNull().unique())
+          .addColumn('ciphertext', text, (c) => c.notNull())
+          .addColumn('last4', text, (c) => c.notNull())
+          .addColumn('status', text, (c) => c.notNull())
+          .addColumn('reason', text)
+          .addColumn('last_error', text)
           .addColumn('state_until', big)
           .addColumn('requests', big, (c) => c.notNull().defaultTo(0))
           .addColumn('failures', big, (c) => c.notNull().defaultTo(0))
@@ -42,12 +50,12 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .createTable('accounts')
           .addColumn('id', 'integer', (c) => caps.autoId(c))
           .addColumn('parent_id', 'integer')
-          .addColumn('name', 'text', (c) => c.notNull())
-          .addColumn('email', 'text', (c) => c.notNull())
-          .addColumn('alias', 'text', (c) => c.notNull())
-          .addColumn('billing_email', 'text')
-          .addColumn('key_hash', 'text', (c) => c.notNull().unique())
-          .addColumn('partial_key', 'text', (c) => c.notNull())
+          .addColumn('name', text, (c) => c.notNull())
+          .addColumn('email', text, (c) => c.notNull())
+          .addColumn('alias', text, (c) => c.notNull())
+          .addColumn('billing_email', text)
+          .addColumn('key_hash', text, (c) => c.notNull().unique())
+          .addColumn('partial_key', text, (c) => c.notNull())
           .addColumn('level', 'integer', (c) => c.notNull().defaultTo(0))
           .addColumn('rates', big, (c) => c.notNull())
           .addColumn('rate_limit', big, (c) => c.notNull())
@@ -56,12 +64,12 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .addColumn('soft_limit', big, (c) => c.notNull())
           .addColumn('status', 'integer', (c) => c.notNull().defaultTo(1))
           .addColumn('is_root', 'integer', (c) => c.notNull().defaultTo(0))
-          .addColumn('allow_ips', 'text')
-          .addColumn('allow_models', 'text')
+          .addColumn('allow_ips', text)
+          .addColumn('allow_models', text)
           .addColumn('credit_granted', big, (c) => c.notNull().defaultTo(0))
           .addColumn('credit_used', big, (c) => c.notNull().defaultTo(0))
           .addColumn('requests', big, (c) => c.notNull().defaultTo(0))
-          .addColumn('soft_notice_month', 'text')
+          .addColumn('soft_notice_month', text)
           .addColumn('created_at', big, (c) => c.notNull())
           .addColumn('updated_at', big, (c) => c.notNull())
           .execute();
@@ -78,17 +86,17 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .addColumn('balance', big, (c) => c.notNull())
           .addColumn('granted_at', big, (c) => c.notNull())
           .addColumn('expires_at', big, (c) => c.notNull())
-          .addColumn('reference', 'text')
+          .addColumn('reference', text)
           .execute();
         await db.schema.createIndex('credit_cards_account').on('credit_cards').column('account_id').execute();
         await db.schema
           .createTable('ledger')
           .addColumn('id', 'integer', (c) => caps.autoId(c))
           .addColumn('account_id', 'integer', (c) => c.notNull())
-          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('kind', text, (c) => c.notNull())
           .addColumn('amount', big, (c) => c.notNull())
-          .addColumn('request_id', 'text')
-          .addColumn('note', 'text')
+          .addColumn('request_id', text)
+          .addColumn('note', text)
           .addColumn('created_at', big, (c) => c.notNull())
           .execute();
         await db.schema
@@ -98,19 +106,19 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .execute();
         await db.schema
           .createTable('usage_records')
-          .addColumn('request_id', 'text', (c) => c.primaryKey())
+          .addColumn('request_id', text, (c) => c.primaryKey())
           .addColumn('account_id', 'integer', (c) => c.notNull())
-          .addColumn('model', 'text', (c) => c.notNull())
-          .addColumn('path', 'text', (c) => c.notNull())
-          .addColumn('day', 'text', (c) => c.notNull())
+          .addColumn('model', text, (c) => c.notNull())
+          .addColumn('path', text, (c) => c.notNull())
+          .addColumn('day', text, (c) => c.notNull())
           .addColumn('prompt_tokens', big, (c) => c.notNull())
           .addColumn('cached_tokens', big, (c) => c.notNull())
           .addColumn('completion_tokens', big, (c) => c.notNull())
           .addColumn('cost', big, (c) => c.notNull())
           .addColumn('status', 'integer', (c) => c.notNull())
-          .addColumn('outcome', 'text', (c) => c.notNull())
+          .addColumn('outcome', text, (c) => c.notNull())
           .addColumn('attempts', 'integer', (c) => c.notNull())
-          .addColumn('usage_source', 'text', (c) => c.notNull())
+          .addColumn('usage_source', text, (c) => c.notNull())
           .addColumn('created_at', big, (c) => c.notNull())
           .execute();
         // No secondary index on usage_records: it is written on every request and read only for
@@ -118,8 +126,8 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
         await db.schema
           .createTable('usage_daily')
           .addColumn('account_id', 'integer', (c) => c.notNull())
-          .addColumn('day', 'text', (c) => c.notNull())
-          .addColumn('model', 'text', (c) => c.notNull())
+          .addColumn('day', text, (c) => c.notNull())
+          .addColumn('model', text, (c) => c.notNull())
           .addColumn('requests', big, (c) => c.notNull())
           .addColumn('cost', big, (c) => c.notNull())
           .addColumn('prompt_tokens', big, (c) => c.notNull())
@@ -132,26 +140,26 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
       async up(db: Kysely<unknown>) {
         // Keys of one upstream organisation can be grouped; objects pinned to a key may then use any
         // key of its group.
-        await db.schema.alterTable('upstream_keys').addColumn('key_group', 'text').execute();
+        await db.schema.alterTable('upstream_keys').addColumn('key_group', text).execute();
         // Refused endpoint families an ancestor opened for this account (JSON array; null = none).
-        await db.schema.alterTable('accounts').addColumn('allow_endpoints', 'text').execute();
+        await db.schema.alterTable('accounts').addColumn('allow_endpoints', text).execute();
         // Every upstream object created through the gateway: its owner, the key (and group) that
         // holds it, and, for work billed when done (batches, background responses), the reservation
         // held until the follower settles it.
         await db.schema
           .createTable('objects')
-          .addColumn('id', 'text', (c) => c.primaryKey())
-          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('id', text, (c) => c.primaryKey())
+          .addColumn('kind', text, (c) => c.notNull())
           .addColumn('account_id', 'integer', (c) => c.notNull())
           .addColumn('key_id', 'integer', (c) => c.notNull())
-          .addColumn('key_group', 'text')
-          .addColumn('tag', 'text')
+          .addColumn('key_group', text)
+          .addColumn('tag', text)
           .addColumn('created_at', big, (c) => c.notNull())
           .addColumn('deleted_at', big)
-          .addColumn('follow', 'text')
+          .addColumn('follow', text)
           .addColumn('reserved', big, (c) => c.notNull().defaultTo(0))
-          .addColumn('request_id', 'text')
-          .addColumn('model', 'text')
+          .addColumn('request_id', text)
+          .addColumn('model', text)
           .addColumn('price_percent', 'integer')
           .execute();
         // Lists of one account's objects of one kind, newest or oldest first.
@@ -161,6 +169,21 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .columns(['account_id', 'kind', 'created_at'])
           .execute();
         await db.schema.createIndex('objects_follow').on('objects').column('follow').execute();
+      },
+    },
+    '0004_instances': {
+      async up(db: Kysely<unknown>) {
+        // Gateway processes using this database, each refreshing its heartbeat while it runs
+        // (see instances.ts). Only a server store (PostgreSQL) uses it; an embedded file has one
+        // process by construction, and the table stays empty there.
+        await db.schema
+          .createTable('instances')
+          .addColumn('id', text, (c) => c.primaryKey())
+          .addColumn('host', text, (c) => c.notNull())
+          .addColumn('pid', 'integer', (c) => c.notNull())
+          .addColumn('started_at', big, (c) => c.notNull())
+          .addColumn('heartbeat_at', big, (c) => c.notNull())
+          .execute();
       },
     },
   };

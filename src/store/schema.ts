@@ -124,6 +124,15 @@ export interface ObjectsTable {
   price_percent: number | null;
 }
 
+/** A gateway process using the database, and when it last proved it is alive (server time, ms). */
+export interface InstancesTable {
+  id: string;
+  host: string;
+  pid: number;
+  started_at: number;
+  heartbeat_at: number;
+}
+
 export interface Database {
   upstream_keys: UpstreamKeysTable;
   accounts: AccountsTable;
@@ -132,4 +141,5 @@ export interface Database {
   usage_records: UsageRecordsTable;
   usage_daily: UsageDailyTable;
   objects: ObjectsTable;
+  instances: InstancesTable;
 }

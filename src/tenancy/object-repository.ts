@@ -30,9 +30,14 @@ export interface ObjectRepository {
 export function createObjectRepository(db: Kysely<Database>): ObjectRepository {
   return {
     async get(id) {
+      // Stored ids are checked on creation and never hold a NUL, which PostgreSQL refuses as a
+      // parameter: such an id (`%00` in a path) is simply unknown, as on every backend.
+      if (id.includes('\u0000')) return undefined;
       return db.selectFrom('objects').selectAll().where('id', '=', id).executeTakeFirst();
     },
     async page(q) {
+      // A filter with a NUL (`?purpose=%00`) matches nothing: PostgreSQL refuses it as a parameter.
+      if (q.tag?.includes('\u0000') === true) return [];
       const desc = q.order === 'desc';
       let query = db
         .selectFrom('objects')

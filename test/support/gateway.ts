@@ -1,6 +1,8 @@
 /**
  * Starts the real gateway for end-to-end tests: a temporary DATA_DIR, the mock upstream as
  * OPENAI_API_BASE, a known root key, and captured log lines (to assert that no key leaks).
+ * In the `postgres` project (PROXYXAI_TEST_STORE=postgres) every gateway gets a fresh PostgreSQL
+ * schema as POSTGRES_DSN, kept across its restarts and dropped when the test file ends.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,13 +11,20 @@ import { Writable } from 'node:stream';
 import OpenAI from 'openai';
 import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
+import { createTestDatabase, type TestDatabase } from './test-databases.js';
 
 export const ROOT_KEY = 'sk-Xvs' + 'R'.repeat(20) + 'oot0123456789abcdefghijkl';
+
+/** The store the end-to-end tests of this project run on. */
+export const TEST_STORE: 'sqlite' | 'postgres' =
+  process.env['PROXYXAI_TEST_STORE'] === 'postgres' ? 'postgres' : 'sqlite';
 
 export interface TestGateway {
   app: App;
   url: string;
   dataDir: string;
+  /** The gateway's PostgreSQL schema (postgres project), the same across restarts. */
+  database: TestDatabase | undefined;
   logs: string[];
   /** OpenAI SDK client pointed at the gateway with `key` (root by default); SDK retries off. */
   client(key?: string): OpenAI;
@@ -26,9 +35,12 @@ export interface TestGateway {
 
 export async function startGateway(
   env: Record<string, string>,
-  opts: { dataDir?: string; app?: AppOptions } = {},
+  opts: { dataDir?: string; database?: TestDatabase | undefined; app?: AppOptions } = {},
 ): Promise<TestGateway> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'proxyxai-test-'));
+  const database =
+    opts.database ??
+    (TEST_STORE === 'postgres' && env['POSTGRES_DSN'] === undefined ? await createTestDatabase() : undefined);
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -49,6 +61,7 @@ export async function startGateway(
     LOG_LEVEL: 'info',
     TZ: 'UTC',
     FLUSH_INTERVAL_MS: '50',
+    ...(database !== undefined && { POSTGRES_DSN: database.dsn }),
     ...env,
   };
   const config = loadConfig(fullEnv);
@@ -59,6 +72,7 @@ export async function startGateway(
     app,
     url,
     dataDir,
+    database,
     logs,
     client: (key = ROOT_KEY) =>
       new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, timeout: 20_000 }),
@@ -71,7 +85,7 @@ export async function startGateway(
       await gw.stop();
       return startGateway(
         { ...env, ...extra },
-        { dataDir, ...(opts.app !== undefined && { app: opts.app }) },
+        { dataDir, database, ...(opts.app !== undefined && { app: opts.app }) },
       );
     },
   };

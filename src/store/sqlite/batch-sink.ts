@@ -1,11 +1,11 @@
 /**
- * The embedded store's batch sink: the same transaction as kysely-batch-sink.ts, run directly on
+ * The embedded store's batch sink: the same transaction as ../kysely-batch-sink.ts, run directly on
  * better-sqlite3 with statements prepared once. A flush of a thousand usage rows is then a
  * thousand executions of one compiled statement inside one transaction, instead of building and
  * compiling large multi-row SQL on every flush (which was a quarter of the gateway's CPU).
  */
 import type SqliteDatabase from 'better-sqlite3';
-import type { Batch, BatchSink, LedgerRow, UsageRow } from './batch-sink.js';
+import type { Batch, BatchSink, LedgerRow, UsageRow } from '../batch-sink.js';
 
 const ACCOUNT_COLUMNS = [
   'id',

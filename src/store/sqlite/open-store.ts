@@ -1,30 +1,21 @@
 /**
- * Opens the store: the embedded SQLite database (better-sqlite3, WAL) under DATA_DIR, wrapped in
+ * Opens the embedded store: the SQLite database (better-sqlite3, WAL) under DATA_DIR, wrapped in
  * Kysely so domain code speaks one query language on every backend, then runs migrations.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import SqliteDatabase, { type SqliteConnection, type SqliteStatement } from './sqlite-driver.js';
+import SqliteDatabase, { type SqliteConnection, type SqliteStatement } from './driver.js';
 import { Kysely, Migrator, SqliteDialect, type SqliteDatabase as SqliteDialectDatabase } from 'kysely';
-import { migrationProvider, type DialectCaps } from './migrations.js';
-import type { Database } from './schema.js';
-import type { BatchSink } from './batch-sink.js';
-import { createSqliteBatchSink } from './sqlite-batch-sink.js';
-
-export interface Store {
-  readonly db: Kysely<Database>;
-  /** Where the state writer sends its batches (fastest transaction this backend offers). */
-  readonly batchSink: BatchSink;
-  readonly dialect: 'sqlite' | 'postgres';
-  /** Path of the database file (SQLite) for diagnostics. */
-  readonly location: string;
-  ping(): Promise<boolean>;
-  close(): Promise<void>;
-}
+import { migrationProvider, type DialectCaps } from '../migrations.js';
+import type { Database } from '../schema.js';
+import type { Store } from '../store.js';
+import { createSqliteBatchSink } from './batch-sink.js';
 
 const sqliteCaps: DialectCaps = {
   autoId: (c) => c.primaryKey().autoIncrement(),
   bigint: 'integer',
+  // SQLite compares text bytewise (BINARY) by default: nothing to add.
+  text: 'text',
 };
 
 /**
@@ -70,6 +61,8 @@ export async function openSqliteStore(dataDir: string): Promise<Store> {
     batchSink: createSqliteBatchSink(sqlite),
     dialect: 'sqlite',
     location: file,
+    // One process owns the file; no instance registry.
+    instances: undefined,
     async ping() {
       try {
         sqlite.prepare('select 1').get();
