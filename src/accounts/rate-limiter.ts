@@ -17,7 +17,16 @@ export type RateDecision =
 
 const WINDOW_MS = 60_000;
 
-export class RateLimiter {
+/**
+ * What the meter needs of a limiter: this in-memory one (one process), or the cluster's, which
+ * counts over every instance in one Redis round trip (cluster/global-limiter.ts).
+ */
+export interface Limiter {
+  check(accountId: number, rpm: number, now: number): RateDecision | Promise<RateDecision>;
+  forget(accountId: number): void;
+}
+
+export class RateLimiter implements Limiter {
   private readonly tat = new Map<number, number>();
 
   check(accountId: number, rpm: number, now: number): RateDecision {

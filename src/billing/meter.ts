@@ -7,8 +7,8 @@
  */
 import { GatewayError } from '../errors/catalogue.js';
 import type { Account } from '../accounts/account.js';
-import { liveBalance, spend } from '../accounts/cards.js';
-import type { RateLimiter } from '../accounts/rate-limiter.js';
+import type { Limiter, RateDecision } from '../accounts/rate-limiter.js';
+import { CardPurse, type Purse, type Shortfall } from './purse.js';
 import type { StateWriter } from '../store/state-writer.js';
 import type { Calendar } from './calendar.js';
 import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
@@ -83,6 +83,31 @@ export interface ReserveSpec {
   readonly pricePercent?: number;
 }
 
+/** What `admit` priced before the money gates: the reservation, or why there is none. */
+type Priced =
+  | { readonly kind: 'unpriced'; readonly model: string }
+  | { readonly kind: 'free' }
+  | {
+      readonly kind: 'priced';
+      readonly reserve: Micros;
+      readonly price?: ModelPrice;
+      readonly extras?: WorstCaseExtras;
+    };
+
+const UNPRICED: Priced = { kind: 'free' };
+
+/** A request past its first gates, waiting for the rate limiter or more credit. */
+interface Pending {
+  readonly path: string;
+  readonly req: ParsedRequest;
+  readonly model: string;
+  readonly requestId: string;
+  readonly priced: Priced;
+}
+
+/** The writes a settlement queues (the state writer, or its cluster counterpart). */
+export type SettlementWriter = Pick<StateWriter, 'markDirty' | 'addLedger' | 'addUsage'>;
+
 export type Admission =
   | { readonly ok: true; readonly ticket: Ticket; readonly headers: Record<string, string> }
   | { readonly ok: false; readonly error: GatewayError };
@@ -92,20 +117,29 @@ export interface SoftLimitListener {
 }
 
 export class Meter {
+  private readonly purse: Purse;
+
   constructor(
     private readonly prices: PriceTable,
     private readonly calendar: Calendar,
-    private readonly limiter: RateLimiter,
-    private readonly writer: StateWriter,
-    private readonly opts: { maxOutputTokensCap: number },
+    private readonly limiter: Limiter,
+    private readonly writer: SettlementWriter,
+    private readonly opts: { readonly maxOutputTokensCap: number; readonly purse?: Purse },
     private readonly onSoftLimit: SoftLimitListener = () => undefined,
     private readonly clock: () => number = Date.now,
-  ) {}
+  ) {
+    this.purse = opts.purse ?? new CardPurse();
+  }
 
   /**
    * Runs every gate of `account` for one request and reserves its worst case. `metered` is false
    * for endpoints whose answer is never billed (reads, object management, token counting): their
    * model is still checked against the account's list, but not priced.
+   *
+   * Synchronous on one process (checks and reservation in one step, so concurrent requests cannot
+   * race past a balance). On several instances it may wait: for more credit when the instance's
+   * lease is short, or for the cluster's rate limiter; the money is then checked again right
+   * before the reservation, in one synchronous step.
    */
   admit(
     account: Account,
@@ -114,7 +148,7 @@ export class Meter {
     ip: string,
     requestId: string,
     metered = true,
-  ): Admission {
+  ): Admission | Promise<Admission> {
     const now = this.clock();
     if (account.ipMatcher !== null && !account.ipMatcher.matches(ip)) return refuse('ip_not_allowed');
     const model = req.model ?? '';
@@ -122,31 +156,96 @@ export class Meter {
       return refuse('model_not_allowed', `This key may not use the model "${model}".`);
     }
     this.rollWindows(account, now);
-    const available = account.isRoot
-      ? Number.MAX_SAFE_INTEGER
-      : liveBalance(account.cards, now) - account.reserved;
-    if (!account.isRoot) {
-      if (available < MIN_CALL_BALANCE) return refuse('insufficient_balance');
-      if (account.month.cost >= account.hardLimit) return refuse('hard_limit_reached');
+    const priced = this.price(account, path, req, model, metered);
+    const short = this.moneyRefusal(account, priced, now);
+    if (short === undefined) return this.limit(account, { path, req, model, requestId, priced }, false);
+    if (short.topUp === undefined) return { ok: false, error: short.error };
+    return this.purse.topUp(account, short.topUp).then((shortfall) => {
+      const again = this.moneyRefusal(account, priced, this.clock());
+      if (again !== undefined) return { ok: false, error: shortfallError(again.error, shortfall) };
+      return this.limit(account, { path, req, model, requestId, priced }, true);
+    });
+  }
+
+  /**
+   * Reserves `reserve` for work that is not one HTTP exchange: one realtime response, or a batch
+   * from its creation until it ends. Balance and HardLimit are checked as in `admit`; the IP,
+   * model and RPM gates were passed by the session or the request that started the work. Only
+   * the credit already available here counts (see `reserveAfterTopUp`).
+   */
+  reserve(
+    account: Account,
+    spec: ReserveSpec,
+  ): { ok: true; ticket: Ticket } | { ok: false; error: GatewayError } {
+    const now = this.clock();
+    this.rollWindows(account, now);
+    const short = this.moneyRefusal(account, { kind: 'priced', reserve: spec.reserve }, now);
+    if (short !== undefined) return { ok: false, error: short.error };
+    return { ok: true, ticket: this.hold(account, spec) };
+  }
+
+  /** `reserve`, first asking the purse for more credit when it would not fit (a batch's worst case). */
+  async reserveAfterTopUp(
+    account: Account,
+    spec: ReserveSpec,
+  ): Promise<{ ok: true; ticket: Ticket } | { ok: false; error: GatewayError }> {
+    const short = this.moneyRefusal(account, { kind: 'priced', reserve: spec.reserve }, this.clock());
+    if (short?.topUp === undefined) return this.reserve(account, spec);
+    const shortfall = await this.purse.topUp(account, short.topUp);
+    const r = this.reserve(account, spec);
+    return r.ok ? r : { ok: false, error: shortfallError(r.error, shortfall) };
+  }
+
+  /** The model's price and the request's worst case, or the refusal of an unpriced model. */
+  private price(account: Account, path: string, req: ParsedRequest, model: string, metered: boolean): Priced {
+    if (model === '' || !metered) return UNPRICED;
+    const price = this.prices.lookup(model);
+    if (price === undefined) return { kind: 'unpriced', model };
+    const extras = requestExtras(path, req);
+    const maxOut = req.json === undefined ? 0 : maxOutputTokens(req.json, this.opts.maxOutputTokensCap);
+    const reserve = worstCaseCost(price, promptBound(path, req), maxOut, account.rates, extras);
+    return { kind: 'priced', price, extras, reserve };
+  }
+
+  /**
+   * Why the account cannot pay for `priced` now, in the order the gates have always answered:
+   * balance below $1, HardLimit reached, no price, worst case above the balance, above HardLimit.
+   * `topUp` says how much more credit would lift a balance refusal, when the purse can get more.
+   */
+  private moneyRefusal(
+    account: Account,
+    priced: Priced,
+    now: number,
+  ): { error: GatewayError; topUp: Micros | undefined } | undefined {
+    if (account.isRoot) return priced.kind === 'unpriced' ? unpricedRefusal(priced.model) : undefined;
+    const available = this.purse.available(account, now);
+    const reserve = priced.kind === 'priced' ? priced.reserve : 0;
+    const topUp = (): Micros | undefined =>
+      this.purse.canTopUp ? Math.max(MIN_CALL_BALANCE, reserve) - available : undefined;
+    if (available < MIN_CALL_BALANCE)
+      return { error: new GatewayError('insufficient_balance'), topUp: topUp() };
+    if (account.month.cost >= account.hardLimit)
+      return { error: new GatewayError('hard_limit_reached'), topUp: undefined };
+    if (priced.kind === 'unpriced') return unpricedRefusal(priced.model);
+    if (reserve > available) return { error: new GatewayError('insufficient_balance'), topUp: topUp() };
+    if (account.month.cost + account.reserved + reserve > account.hardLimit)
+      return { error: new GatewayError('hard_limit_reached'), topUp: undefined };
+    return undefined;
+  }
+
+  /** The RPM gate, then the reservation; `waited` when the money was checked before an await. */
+  private limit(account: Account, r: Pending, waited: boolean): Admission | Promise<Admission> {
+    const rate = this.limiter.check(account.id, account.rateLimit, this.clock());
+    if (rate instanceof Promise) {
+      return rate.then(
+        (decided) => this.finish(account, r, decided, true),
+        () => ({ ok: false, error: new GatewayError('limiter_unavailable') }),
+      );
     }
-    let price: ModelPrice | undefined;
-    let reserve = 0;
-    let extras: WorstCaseExtras = {};
-    if (model !== '' && metered) {
-      price = this.prices.lookup(model);
-      if (price === undefined) {
-        return refuse('unknown_model', `The model "${model}" has no price on this gateway.`, 'model');
-      }
-      extras = requestExtras(path, req);
-      const maxOut = req.json === undefined ? 0 : maxOutputTokens(req.json, this.opts.maxOutputTokensCap);
-      reserve = worstCaseCost(price, promptBound(path, req), maxOut, account.rates, extras);
-      if (!account.isRoot) {
-        if (reserve > available) return refuse('insufficient_balance');
-        if (account.month.cost + account.reserved + reserve > account.hardLimit)
-          return refuse('hard_limit_reached');
-      }
-    }
-    const rate = this.limiter.check(account.id, account.rateLimit, now);
+    return this.finish(account, r, rate, waited);
+  }
+
+  private finish(account: Account, r: Pending, rate: RateDecision, waited: boolean): Admission {
     const headers: Record<string, string> = {
       'x-ratelimit-limit-requests': String(rate.limit),
       'x-ratelimit-remaining-requests': String(rate.remaining),
@@ -162,44 +261,30 @@ export class Meter {
         }),
       };
     }
+    if (waited) {
+      // Other requests may have reserved meanwhile: the check and the reservation are one step.
+      const again = this.moneyRefusal(account, r.priced, this.clock());
+      if (again !== undefined) return { ok: false, error: again.error };
+    }
+    const priced = r.priced.kind === 'priced' ? r.priced : undefined;
+    const reserve = priced?.reserve ?? 0;
     account.reserved += reserve;
     return {
       ok: true,
       headers,
       ticket: {
-        requestId,
+        requestId: r.requestId,
         account,
-        path,
-        model,
-        price,
-        json: req.json,
-        extras,
+        path: r.path,
+        model: r.model,
+        price: priced?.price,
+        json: r.req.json,
+        extras: priced?.extras ?? {},
         reserved: reserve,
         pricePercent: 100,
         settled: false,
       },
     };
-  }
-
-  /**
-   * Reserves `reserve` for work that is not one HTTP exchange: one realtime response, or a batch
-   * from its creation until it ends. Balance and HardLimit are checked as in `admit`; the IP,
-   * model and RPM gates were passed by the session or the request that started the work.
-   */
-  reserve(
-    account: Account,
-    spec: ReserveSpec,
-  ): { ok: true; ticket: Ticket } | { ok: false; error: GatewayError } {
-    const now = this.clock();
-    this.rollWindows(account, now);
-    if (!account.isRoot) {
-      const available = liveBalance(account.cards, now) - account.reserved;
-      if (available < MIN_CALL_BALANCE || spec.reserve > available)
-        return { ok: false, error: new GatewayError('insufficient_balance') };
-      if (account.month.cost + account.reserved + spec.reserve > account.hardLimit)
-        return { ok: false, error: new GatewayError('hard_limit_reached') };
-    }
-    return { ok: true, ticket: this.hold(account, spec) };
   }
 
   /**
@@ -237,12 +322,8 @@ export class Meter {
     for (const line of lines) {
       let cost =
         line.price === undefined || line.usage === undefined ? 0 : computeCost(line.price, line.usage, rates);
-      if (!account.isRoot && cost > 0) {
-        const result = spend(account.cards, cost, now);
-        account.cards = result.cards;
-        // The balance never goes below zero: an underestimated prompt is absorbed, not owed.
-        cost = result.spent;
-      }
+      // The balance never goes below zero: an underestimated prompt is absorbed, not owed.
+      if (!account.isRoot && cost > 0) cost = this.purse.take(account, cost, now);
       line.cost = cost;
       total += cost;
     }
@@ -372,4 +453,22 @@ function refuse(
   param: string | null = null,
 ): Admission {
   return { ok: false, error: new GatewayError(name, message, param) };
+}
+
+function unpricedRefusal(model: string): { error: GatewayError; topUp: undefined } {
+  return {
+    error: new GatewayError('unknown_model', `The model "${model}" has no price on this gateway.`, 'model'),
+    topUp: undefined,
+  };
+}
+
+/**
+ * A balance refusal after a top-up says what really limited it: the HardLimit, or a database
+ * that could not be asked (503, not 402: the client should retry, not recharge).
+ */
+function shortfallError(error: GatewayError, shortfall: Shortfall | undefined): GatewayError {
+  if (error.errorName !== 'insufficient_balance') return error;
+  if (shortfall === 'hard-limit') return new GatewayError('hard_limit_reached');
+  if (shortfall === 'store') return new GatewayError('store_unavailable');
+  return error;
 }

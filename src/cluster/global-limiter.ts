@@ -14,15 +14,11 @@
  *
  * Idle accounts cost nothing: a key expires when its bucket is full again (at most one window).
  */
-import { RateLimiter, type RateDecision } from '../accounts/rate-limiter.js';
+import { RateLimiter, type Limiter, type RateDecision } from '../accounts/rate-limiter.js';
+
+export type { Limiter } from '../accounts/rate-limiter.js';
 import { replyArray, replyInt } from './lua-script.js';
 import { messageOf, silentLog, type ClusterLog, type ClusterRedis } from './redis.js';
-
-/** What the meter needs of a limiter; the in-memory RateLimiter fits it as it is. */
-export interface Limiter {
-  check(accountId: number, rpm: number, now: number): RateDecision | Promise<RateDecision>;
-  forget(accountId: number): void;
-}
 
 export interface GlobalLimiterOptions {
   /** Limits at or above this are decided locally, with no round trip (default 1,000,000). */

@@ -191,6 +191,18 @@ export const ERRORS = {
     code: 'object_unavailable',
     message: 'The upstream key that holds this object is not available (disabled or removed).',
   },
+  limiter_unavailable: {
+    status: 503,
+    type: 'server_error',
+    code: 'rate_limiter_unavailable',
+    message: 'The shared rate limiter cannot be reached right now; try again in a moment.',
+  },
+  store_unavailable: {
+    status: 503,
+    type: 'server_error',
+    code: 'store_unavailable',
+    message: 'The database cannot be reached right now; try again in a moment.',
+  },
   no_upstream_key: {
     status: 503,
     type: 'server_error',

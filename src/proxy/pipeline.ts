@@ -89,7 +89,9 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
 
   // Free routes (reads, object management) pass the same gates but are never priced.
   const metered = classified === undefined || classified.route.policy === 'metered';
-  const admission = deps.meter.admit(account, call.pathname, parsed.req, call.ip, requestId, metered);
+  let admission = deps.meter.admit(account, call.pathname, parsed.req, call.ip, requestId, metered);
+  // Only several instances wait here (more credit, the cluster's rate limiter).
+  if (admission instanceof Promise) admission = await admission;
   if (!admission.ok) return sendError(res, admission.error);
   const ticket = admission.ticket;
   // Rate-limit headers and the request id go on every answer from here on.

@@ -148,13 +148,14 @@ export class RealtimeGateway {
     }
     const account = auth.account;
     const ip = this.deps.clientAddress.of(req);
-    const admission = this.deps.meter.admit(
+    let admission = this.deps.meter.admit(
       account,
       REALTIME_PATH,
       sessionRequest(request.model),
       ip,
       requestId,
     );
+    if (admission instanceof Promise) admission = await admission;
     if (!admission.ok) return refuseUpgrade(socket, admission.error, idHeader);
     const ticket = admission.ticket;
     const headers = { ...admission.headers, ...idHeader };

@@ -186,6 +186,27 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .execute();
       },
     },
+    '0005_credit_leases': {
+      async up(db: Kysely<unknown>) {
+        // Several instances on one database spend an account's credit from leases: slices of its
+        // balance each instance holds and spends locally (cluster/lease-purse.ts). `leased` is the
+        // sum of an account's leases, so spendable = live cards − leased. An embedded store has
+        // one process and no leases; the column stays 0 there.
+        await db.schema
+          .alterTable('accounts')
+          .addColumn('leased', big, (c) => c.notNull().defaultTo(0))
+          .execute();
+        await db.schema
+          .createTable('leases')
+          .addColumn('account_id', 'integer', (c) => c.notNull())
+          .addColumn('instance_id', text, (c) => c.notNull())
+          .addColumn('amount', big, (c) => c.notNull())
+          .addColumn('updated_at', big, (c) => c.notNull())
+          .addPrimaryKeyConstraint('leases_pk', ['account_id', 'instance_id'])
+          .execute();
+        await db.schema.createIndex('leases_instance').on('leases').column('instance_id').execute();
+      },
+    },
   };
 }
 

@@ -45,6 +45,8 @@ export interface AccountsTable {
   allow_models: string | null;
   /** JSON array of refused endpoint families opened for this account; null = none. */
   allow_endpoints: string | null;
+  /** Σ of the credit leases instances hold on this account (0 on an embedded store). */
+  leased: Generated<number>;
   credit_granted: number;
   credit_used: number;
   requests: number;
@@ -133,6 +135,14 @@ export interface InstancesTable {
   heartbeat_at: number;
 }
 
+/** A slice of an account's balance one instance may spend locally (several instances). */
+export interface LeasesTable {
+  account_id: number;
+  instance_id: string;
+  amount: number;
+  updated_at: number;
+}
+
 export interface Database {
   upstream_keys: UpstreamKeysTable;
   accounts: AccountsTable;
@@ -142,4 +152,5 @@ export interface Database {
   usage_daily: UsageDailyTable;
   objects: ObjectsTable;
   instances: InstancesTable;
+  leases: LeasesTable;
 }

@@ -23,6 +23,7 @@ const TABLES = [
   'usage_daily',
   'objects',
   'instances',
+  'leases',
 ] as const;
 
 function emptyBatch(): Batch {
@@ -49,6 +50,7 @@ describe.each(storeBackends())('$name store', (backend) => {
       '0002_accounts_and_money',
       '0003_tenancy',
       '0004_instances',
+      '0005_credit_leases',
     ]);
     await db
       .insertInto('ledger')
@@ -57,7 +59,7 @@ describe.each(storeBackends())('$name store', (backend) => {
     const again = (await opened.reopen()).db;
     expect(
       (await sql<{ n: number }>`select count(*) as n from kysely_migration`.execute(again)).rows,
-    ).toEqual([{ n: 4 }]);
+    ).toEqual([{ n: 5 }]);
     expect(await again.selectFrom('ledger').select(['id', 'amount']).execute()).toEqual([
       { id: 1, amount: 5 },
     ]);
