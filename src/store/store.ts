@@ -9,6 +9,7 @@ import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { BatchSink } from './batch-sink.js';
 import type { InstanceLiveness } from './instances.js';
+import type { LeaseStore } from './postgres/leases.js';
 import type { PostgresConnection } from './postgres/dsn.js';
 import type { Database } from './schema.js';
 
@@ -25,9 +26,20 @@ export interface Store {
    * the same data (a database server). An embedded file belongs to the process that opened it.
    */
   readonly instances: InstanceLiveness | undefined;
+  /**
+   * What several instances need to share the money of one database (a server store): credit
+   * leases, and a batch sink that writes deltas only. Absent on an embedded file.
+   */
+  readonly shared: SharedMoney | undefined;
   /** True when the store answers a trivial query now (readiness); never throws. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+export interface SharedMoney {
+  readonly leases: LeaseStore;
+  /** The delta-only batch sink of one instance (its leases are spent from in the same step). */
+  deltaSink(instanceId: string, clock?: () => number): BatchSink;
 }
 
 /** Which store the configuration asks for (built by the config loader). */

@@ -21,8 +21,8 @@ import type {
 } from '../batch-sink.js';
 import type { Database } from '../schema.js';
 
-type PgType = 'int4' | 'int8' | 'text';
-type Columns<R> = ReadonlyArray<readonly [keyof R & string, PgType]>;
+export type PgType = 'int4' | 'int8' | 'text';
+export type Columns<R> = ReadonlyArray<readonly [keyof R & string, PgType]>;
 
 const ACCOUNT: Columns<AccountRow> = [
   ['id', 'int4'],
@@ -62,7 +62,7 @@ const CARD: Columns<CardInsert> = [
   ['reference', 'text'],
 ];
 
-const LEDGER: Columns<LedgerRow> = [
+export const LEDGER: Columns<LedgerRow> = [
   ['account_id', 'int4'],
   ['kind', 'text'],
   ['amount', 'int8'],
@@ -71,7 +71,7 @@ const LEDGER: Columns<LedgerRow> = [
   ['created_at', 'int8'],
 ];
 
-const USAGE: Columns<UsageRow> = [
+export const USAGE: Columns<UsageRow> = [
   ['request_id', 'text'],
   ['account_id', 'int4'],
   ['model', 'text'],
@@ -88,7 +88,7 @@ const USAGE: Columns<UsageRow> = [
   ['created_at', 'int8'],
 ];
 
-const DAILY: Columns<DailyRow> = [
+export const DAILY: Columns<DailyRow> = [
   ['account_id', 'int4'],
   ['day', 'text'],
   ['model', 'text'],
@@ -98,7 +98,7 @@ const DAILY: Columns<DailyRow> = [
   ['completion_tokens', 'int8'],
 ];
 
-const OBJECT: Columns<ObjectRow> = [
+export const OBJECT: Columns<ObjectRow> = [
   ['id', 'text'],
   ['kind', 'text'],
   ['account_id', 'int4'],
@@ -118,7 +118,7 @@ const OBJECT: Columns<ObjectRow> = [
  * `insert into t (a, b) select a, b from unnest($1::int4[], $2::text[]) with ordinality … order by`
  * the array position: rows keep the batch's order, so identity ids (ledger, cards) follow it too.
  */
-function unnestInsert<R>(table: string, columns: Columns<R>, tail = ''): string {
+export function unnestInsert<R>(table: string, columns: Columns<R>, tail = ''): string {
   const names = columns.map(([name]) => name);
   const arrays = columns.map(([, type], i) => `$${i + 1}::${type}[]`);
   return `insert into ${table} (${names.join(', ')})
@@ -142,7 +142,7 @@ function pgText(value: unknown): unknown {
 }
 
 /** One array per column (nulls kept), the parameters of an unnestInsert statement. */
-function columnArrays<R>(columns: Columns<R>, rows: readonly R[]): unknown[][] {
+export function columnArrays<R>(columns: Columns<R>, rows: readonly R[]): unknown[][] {
   return columns.map(([name, type]) =>
     type === 'text' ? rows.map((row) => pgText(row[name] ?? null)) : rows.map((row) => row[name] ?? null),
   );

@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 import { migrationProvider, type DialectCaps } from '../migrations.js';
 import type { Database } from '../schema.js';
 import { StoreStartupError, type Store } from '../store.js';
+import { createPostgresDeltaSink } from './delta-sink.js';
+import { createPostgresLeases } from './leases.js';
 import { createPostgresBatchSink } from './batch-sink.js';
 import { connectFailure, createPool, type PoolOptions } from './driver.js';
 import { describeConnection, type PostgresConnection } from './dsn.js';
@@ -87,6 +89,10 @@ export async function openPostgresStore(
     dialect: 'postgres',
     location: `PostgreSQL ${describeConnection(connection)}`,
     instances: createPostgresInstances(db),
+    shared: {
+      leases: createPostgresLeases(db),
+      deltaSink: (instanceId, clock) => createPostgresDeltaSink(db, instanceId, clock),
+    },
     async ping() {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<boolean>((resolve) => {

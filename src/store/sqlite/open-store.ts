@@ -63,6 +63,7 @@ export async function openSqliteStore(dataDir: string): Promise<Store> {
     location: file,
     // One process owns the file; no instance registry.
     instances: undefined,
+    shared: undefined,
     async ping() {
       try {
         sqlite.prepare('select 1').get();
