@@ -26,6 +26,10 @@ import { KeyPool } from './keys/key-pool.js';
 import { createSecrets, generateAccountKey, resolveMasterKey, type Secrets } from './keys/secrets.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { LocalAccountUnit, type AccountUnit } from './accounts/account-unit.js';
+import { redisSettingsFromConfig } from './cluster/cluster.js';
+import { SharedAccounts } from './cluster/shared-accounts.js';
+import { startSharing, type Sharing } from './cluster/sharing.js';
 import { claimSoleInstance, type InstanceHeartbeat } from './store/instances.js';
 import { openStore, type Store } from './store/store.js';
 import { StateWriter } from './store/state-writer.js';
@@ -84,13 +88,28 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const secrets = createSecrets(master.key);
   const store = await openStore(config.store, log);
   let instance: InstanceHeartbeat | undefined;
+  let sharing: Sharing | undefined;
   try {
-    // A shared store takes one gateway for now (balances live in memory): refuse a second one.
-    if (store.instances) instance = await claimSoleInstance(store.instances, store.location, log);
-    return await composeApp(config, options, { clock, log, secrets, store, instance });
+    const redis = redisSettingsFromConfig(config);
+    const { shared, instances } = store;
+    if (shared !== undefined && instances !== undefined && redis !== undefined) {
+      // Several instances: money in leases, changes announced, liveness over Redis.
+      sharing = await startSharing({
+        store: { ...store, shared, instances },
+        redis,
+        calendar: new Calendar(config.timeZone),
+        log,
+        clock,
+      });
+    } else if (instances !== undefined) {
+      // Without Redis a shared store takes one gateway (balances live in its memory).
+      instance = await claimSoleInstance(instances, store.location, log);
+    }
+    return await composeApp(config, options, { clock, log, secrets, store, instance, sharing });
   } catch (err: unknown) {
     // Failed after the store opened (a wrong MASTER_KEY): leave no instance row to block a retry.
     await instance?.stop().catch(() => undefined);
+    await sharing?.stop().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw err;
   }
@@ -102,11 +121,12 @@ interface Base {
   secrets: Secrets;
   store: Store;
   instance: InstanceHeartbeat | undefined;
+  sharing: Sharing | undefined;
 }
 
 /** Everything above the store, built once the store is open and this instance admitted. */
 async function composeApp(config: Config, options: AppOptions, base: Readonly<Base>): Promise<App> {
-  const { clock, log, secrets, store, instance } = base;
+  const { clock, log, secrets, store, instance, sharing } = base;
   const metrics = createMetrics();
   const calendar = new Calendar(config.timeZone);
 
@@ -130,12 +150,43 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   await loadAccounts(store.db, registry, calendar.periodOf(clock()));
   // The original flushed stats to Redis every STATS_INTERVAL requests and to the database every
   // STATS_INTERVAL × 10; with no Redis tier in between, the database batch takes the larger size.
-  const writer = new StateWriter(store.batchSink, log, {
+  const writer = new StateWriter(sharing?.sink ?? store.batchSink, log, {
     flushIntervalMs: config.flushIntervalMs,
     statsInterval: config.statsInterval * 10,
+    accountSnapshots: sharing === undefined,
   });
-  const generatedRootKey = ensureRoot(config, registry, writer, secrets, calendar, clock, log);
-  await writer.flush();
+  // Several instances: accounts change in store transactions, announced to every instance.
+  const shared =
+    sharing === undefined
+      ? undefined
+      : new SharedAccounts({
+          db: store.db,
+          registry,
+          writer,
+          calendar,
+          purse: sharing.purse,
+          log,
+          clock,
+          announce: (notice) => sharing.announce(notice),
+          recall: async (accountId) => {
+            await sharing.cluster.broadcast.publishAndWait(
+              { topic: 'lease-recall', accountId },
+              { timeoutMs: 1_000 },
+            );
+          },
+        });
+  const unit: AccountUnit = shared ?? new LocalAccountUnit(registry, writer, log);
+  sharing?.attach({
+    reloadAccount: (id) => shared?.reload(id) ?? Promise.resolve(),
+    reloadAccounts: () => shared?.reloadAll() ?? Promise.resolve(),
+    reloadKey: () => Promise.resolve(),
+    reloadKeys: () => Promise.resolve(),
+    account: (id) => registry.get(id),
+    flush: () => writer.flush(),
+  });
+  const generatedRootKey = await ensureRoot(config, registry, unit, secrets, calendar, clock, log);
+  // Another instance made the root meanwhile: read it.
+  if (shared !== undefined && registry.root() === undefined) await shared.reloadAll();
   writer.start();
 
   const mailer = options.mailer ?? (config.email === undefined ? undefined : createMailer(config.email));
@@ -144,14 +195,21 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
       defaultPrice: parseDefaultModelPrice(config.defaultModelPrice),
     }),
   });
-  const limiter = new RateLimiter();
+  const limiter = sharing?.cluster.limiter ?? new RateLimiter();
   const meter = new Meter(
     prices,
     calendar,
     limiter,
     writer,
-    { maxOutputTokensCap: config.maxOutputTokensCap },
-    (account) => notifySoftLimit(mailer, account, config.serviceName, log),
+    { maxOutputTokensCap: config.maxOutputTokensCap, ...(sharing !== undefined && { purse: sharing.purse }) },
+    (account) => {
+      // Several instances may all see the month cross the SoftLimit: one of them sends the mail.
+      if (shared === undefined) notifySoftLimit(mailer, account, config.serviceName, log);
+      else
+        void shared.noticeOnce(account).then((first) => {
+          if (first) notifySoftLimit(mailer, account, config.serviceName, log);
+        });
+    },
     clock,
   );
   const upstream = new UpstreamClient(config.upstreamOrigin, config.upstreamBasePath, {
@@ -197,6 +255,8 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   const users: UsersDeps = {
     registry,
     writer,
+    unit,
+    fresh: (accounts) => shared?.fresh(accounts) ?? Promise.resolve(),
     secrets,
     calendar,
     meter,
@@ -250,7 +310,13 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     ready: async () => {
       const storeOk = await store.ping();
       const keysOk = pool.usableCount() > 0;
-      return { ok: storeOk && keysOk, checks: { store: storeOk, upstream_keys: keysOk } };
+      const checks: Record<string, boolean> = { store: storeOk, upstream_keys: keysOk };
+      if (sharing !== undefined)
+        checks['redis'] = await sharing.cluster.redis.ping().then(
+          () => true,
+          () => false,
+        );
+      return { ok: Object.values(checks).every(Boolean), checks };
     },
     isDraining: () => draining,
   });
@@ -341,6 +407,8 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
         .catch((err: unknown) => log.error({ err }, 'final key counter flush failed'));
       await pool.settled();
       await upstream.destroy();
+      // Every lease goes back once the last settlement is written; then this instance leaves.
+      await sharing?.stop();
       await instance?.stop().catch((err: unknown) => log.error({ err }, 'could not remove the instance row'));
       await store.close();
       log.info('proxyxai stopped');
@@ -351,44 +419,56 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
 /**
  * Creates the root account on first start: from INIT_USERS, or with a generated key that is
  * printed once (only its fingerprint is stored). An INIT_USERS key that differs from the stored
- * root key replaces it, so rotating the key in the compose file works.
+ * root key replaces it, so rotating the key in the compose file works. It runs as a change of the
+ * sub-account API, so several instances starting at once on an empty database make one root.
  */
-function ensureRoot(
+async function ensureRoot(
   config: Config,
   registry: AccountRegistry,
-  writer: StateWriter,
+  unit: AccountUnit,
   secrets: Secrets,
   calendar: Calendar,
   clock: () => number,
   log: Logger,
-): string | undefined {
+): Promise<string | undefined> {
   const now = clock();
-  const existing = registry.root();
   const seed = config.initUsers;
-  if (existing !== undefined) {
-    if (seed !== undefined && !secrets.equal(existing.keyHash, secrets.hash(seed.key))) {
-      const old = { name: existing.name, email: existing.email, keyHash: existing.keyHash };
-      existing.keyHash = secrets.hash(seed.key);
-      existing.partialKey = seed.key.slice(-20);
-      existing.email = seed.email;
-      existing.updatedAt = now;
-      registry.reindex(existing, old);
-      writer.markDirty(existing);
-      log.warn('root key replaced by the one in INIT_USERS');
-    }
-    return undefined;
-  }
+  const known = registry.root();
   const key = seed?.key ?? generateAccountKey();
-  const root = newRootAccount(
-    registry.allocateId(),
-    seed?.email ?? 'root@localhost',
-    secrets.hash(key),
-    key.slice(-20),
-    now,
-    calendar.periodOf(now),
+  const r = await unit.run(
+    { touch: known === undefined ? [] : [known.id], names: ['root'], create: known === undefined },
+    (view) => {
+      const holder = view.registry.findByName('root');
+      const existing = holder === undefined ? undefined : view.account(holder.id);
+      if (holder !== undefined && existing === undefined)
+        return { ok: true as const, made: 'elsewhere' as const };
+      if (existing !== undefined) {
+        if (seed === undefined || secrets.equal(existing.keyHash, secrets.hash(seed.key)))
+          return { ok: true as const, made: 'none' as const };
+        const old = { name: existing.name, email: existing.email, keyHash: existing.keyHash };
+        existing.keyHash = secrets.hash(seed.key);
+        existing.partialKey = seed.key.slice(-20);
+        existing.email = seed.email;
+        existing.updatedAt = now;
+        view.registry.reindex(existing, old);
+        view.writes.markDirty(existing);
+        return { ok: true as const, made: 'replaced' as const };
+      }
+      const root = newRootAccount(
+        view.registry.allocateId(),
+        seed?.email ?? 'root@localhost',
+        secrets.hash(key),
+        key.slice(-20),
+        now,
+        calendar.periodOf(now),
+      );
+      view.registry.add(root);
+      view.writes.markDirty(root);
+      return { ok: true as const, made: 'created' as const };
+    },
   );
-  registry.add(root);
-  writer.markDirty(root);
+  if (r.made === 'replaced') log.warn('root key replaced by the one in INIT_USERS');
+  if (r.made !== 'created') return undefined;
   if (seed !== undefined) {
     log.info('root account created from INIT_USERS');
     return undefined;

@@ -12,22 +12,22 @@ import type { Micros, RateMicros } from '../billing/money.js';
 import { microsToUsd, ratesToNumber } from '../billing/money.js';
 import { GatewayError, type ErrorName } from '../errors/catalogue.js';
 import { generateAccountKey, type Secrets } from '../keys/secrets.js';
-import type { StateWriter } from '../store/state-writer.js';
 import { freshState, type Account } from './account.js';
 import type { AccountRegistry } from './account-registry.js';
+import type { AccountDirectory, AccountWrites } from './account-unit.js';
 import { FEE_LIST, chargeFee, deleteChild, grantToChild, parentCost, type LedgerEntry } from './card-ops.js';
 import { defaultHardLimit, defaultSoftLimit, liveBalance, type Card } from './cards.js';
-import type { RateLimiter } from './rate-limiter.js';
+import type { Limiter } from './rate-limiter.js';
 
 /** `ChildLimit` of a new account (the original's default). */
 export const DEFAULT_CHILD_LIMIT = 88_888_888;
 
 export interface ServiceDeps {
-  readonly registry: AccountRegistry;
-  readonly writer: StateWriter;
+  readonly registry: AccountDirectory;
+  readonly writer: AccountWrites;
   readonly secrets: Secrets;
   readonly calendar: Calendar;
-  readonly limiter: RateLimiter;
+  readonly limiter: Limiter;
   readonly config: { readonly userMinBalance: Micros; readonly userApiMinBalance: Micros };
 }
 
@@ -61,7 +61,7 @@ export function checkApiAccess(deps: ServiceDeps, caller: Account, now: number):
 
 /** Queues one ledger row per entry: 'parent' entries belong to `payer`, 'child' entries to `target`. */
 export function recordLedger(
-  writer: StateWriter,
+  writer: AccountWrites,
   entries: readonly LedgerEntry[],
   payer: Account,
   target: Account,

@@ -1,13 +1,15 @@
 /**
- * Start-up load of every account from the store into the registry (cards, today's and this
- * month's usage windows included), and the first-start creation of the root account.
+ * Loading accounts from the store: every account into the registry at start-up (cards, today's
+ * and this month's usage windows included), some accounts as fresh objects (several instances
+ * read the accounts a change locks, and the money of accounts about to be shown), and the
+ * defaults of a first root account.
  */
 import type { Kysely, Selectable } from 'kysely';
 import { IpMatcher } from './ip-matcher.js';
 import { freshState, type Account } from './account.js';
 import type { AccountRegistry } from './account-registry.js';
 import type { Card } from './cards.js';
-import type { AccountsTable, Database } from '../store/schema.js';
+import type { AccountsTable, CreditCardsTable, Database } from '../store/schema.js';
 import type { Period } from '../billing/calendar.js';
 import { RATE_ONE } from '../billing/money.js';
 
@@ -16,27 +18,7 @@ export async function loadAccounts(
   registry: AccountRegistry,
   period: Period,
 ): Promise<void> {
-  const usage = await db
-    .selectFrom('usage_daily')
-    .select(['account_id', 'day'])
-    .select((eb) => [eb.fn.sum<number>('cost').as('cost'), eb.fn.sum<number>('requests').as('requests')])
-    .where('day', '>=', `${period.month}-01`)
-    .groupBy(['account_id', 'day'])
-    .execute();
-  const windows: Windows = new Map();
-  for (const u of usage) {
-    const w = windows.get(u.account_id) ?? {
-      day: { period: period.day, cost: 0, requests: 0 },
-      month: { period: period.month, cost: 0, requests: 0 },
-    };
-    w.month.cost += Number(u.cost);
-    w.month.requests += Number(u.requests);
-    if (u.day === period.day) {
-      w.day.cost += Number(u.cost);
-      w.day.requests += Number(u.requests);
-    }
-    windows.set(u.account_id, w);
-  }
+  const windows = await loadWindows(db, period);
   // Accounts and their cards are read in pages of CHUNK rows, so that a very large tree does not
   // hold every raw row in memory at once while the registry is built.
   let lastId = 0;
@@ -59,6 +41,65 @@ export async function loadAccounts(
   for (const a of registry.all()) if (a.parentId !== null) registry.get(a.parentId)?.childIds.add(a.id);
 }
 
+/**
+ * Some accounts as the store has them now (rows, cards, this day's and month's windows), built as
+ * Account objects outside any registry: the accounts one change of several instances locks, or the
+ * money of accounts about to be shown. Missing ids are absent from the map.
+ */
+export async function loadSome(
+  db: Kysely<Database>,
+  ids: readonly number[],
+  period: Period,
+): Promise<Map<number, Account & { leased: number }>> {
+  const out = new Map<number, Account & { leased: number }>();
+  if (ids.length === 0) return out;
+  const rows = await db.selectFrom('accounts').selectAll().where('id', 'in', ids).execute();
+  const cardRows = await db
+    .selectFrom('credit_cards')
+    .selectAll()
+    .where('account_id', 'in', ids)
+    .orderBy('id')
+    .execute();
+  const cards = cardsByAccount(cardRows);
+  const windows = await loadWindows(db, period, ids);
+  const children = await db
+    .selectFrom('accounts')
+    .select(['id', 'parent_id'])
+    .where('parent_id', 'in', ids)
+    .execute();
+  for (const r of rows) {
+    const a = accountFromRow(r, cards.get(r.id) ?? [], windows.get(r.id), period);
+    for (const c of children) if (c.parent_id === r.id) a.childIds.add(c.id);
+    out.set(r.id, Object.assign(a, { leased: Number(r.leased) }));
+  }
+  return out;
+}
+
+async function loadWindows(db: Kysely<Database>, period: Period, ids?: readonly number[]): Promise<Windows> {
+  let q = db
+    .selectFrom('usage_daily')
+    .select(['account_id', 'day'])
+    .select((eb) => [eb.fn.sum<number>('cost').as('cost'), eb.fn.sum<number>('requests').as('requests')])
+    .where('day', '>=', `${period.month}-01`);
+  if (ids !== undefined) q = q.where('account_id', 'in', ids);
+  const usage = await q.groupBy(['account_id', 'day']).execute();
+  const windows: Windows = new Map();
+  for (const u of usage) {
+    const w = windows.get(u.account_id) ?? {
+      day: { period: period.day, cost: 0, requests: 0 },
+      month: { period: period.month, cost: 0, requests: 0 },
+    };
+    w.month.cost += Number(u.cost);
+    w.month.requests += Number(u.requests);
+    if (u.day === period.day) {
+      w.day.cost += Number(u.cost);
+      w.day.requests += Number(u.requests);
+    }
+    windows.set(u.account_id, w);
+  }
+  return windows;
+}
+
 const CHUNK = 5000;
 
 async function loadCards(db: Kysely<Database>, fromId: number, toId: number): Promise<Map<number, Card[]>> {
@@ -69,6 +110,10 @@ async function loadCards(db: Kysely<Database>, fromId: number, toId: number): Pr
     .where('account_id', '<=', toId)
     .orderBy('id')
     .execute();
+  return cardsByAccount(cardRows);
+}
+
+function cardsByAccount(cardRows: ReadonlyArray<Selectable<CreditCardsTable>>): Map<number, Card[]> {
   const cards = new Map<number, Card[]>();
   for (const c of cardRows) {
     const list = cards.get(c.account_id) ?? [];
@@ -94,43 +139,50 @@ function addRows(
   windows: Windows,
   period: Period,
 ): void {
-  for (const r of rows) {
-    const allowIps = r.allow_ips === null ? null : (JSON.parse(r.allow_ips) as string[]);
-    const w = windows.get(r.id);
-    registry.add({
-      id: r.id,
-      parentId: r.parent_id,
-      isRoot: r.is_root === 1,
-      createdAt: Number(r.created_at),
-      name: r.name,
-      email: r.email,
-      alias: r.alias,
-      billingEmail: r.billing_email,
-      keyHash: r.key_hash,
-      partialKey: r.partial_key,
-      level: r.level,
-      rates: Number(r.rates),
-      rateLimit: Number(r.rate_limit),
-      childLimit: Number(r.child_limit),
-      hardLimit: Number(r.hard_limit),
-      softLimit: Number(r.soft_limit),
-      status: r.status === 1,
-      allowIps,
-      ipMatcher: allowIps === null ? null : new IpMatcher(allowIps),
-      allowModels: r.allow_models === null ? null : new Set(JSON.parse(r.allow_models) as string[]),
-      allowEndpoints: r.allow_endpoints === null ? null : new Set(JSON.parse(r.allow_endpoints) as string[]),
-      creditGranted: Number(r.credit_granted),
-      creditUsed: Number(r.credit_used),
-      requests: Number(r.requests),
-      cards: cards.get(r.id) ?? [],
-      reserved: 0,
-      day: w?.day ?? { period: period.day, cost: 0, requests: 0 },
-      month: w?.month ?? { period: period.month, cost: 0, requests: 0 },
-      softNoticeMonth: r.soft_notice_month,
-      updatedAt: Number(r.updated_at),
-      childIds: new Set(),
-    });
-  }
+  for (const r of rows) registry.add(accountFromRow(r, cards.get(r.id) ?? [], windows.get(r.id), period));
+}
+
+/** An Account as the store row has it (no reservation; the tree is linked by the registry). */
+export function accountFromRow(
+  r: Selectable<AccountsTable>,
+  cards: Card[],
+  w: { day: Account['day']; month: Account['month'] } | undefined,
+  period: Period,
+): Account {
+  const allowIps = r.allow_ips === null ? null : (JSON.parse(r.allow_ips) as string[]);
+  return {
+    id: r.id,
+    parentId: r.parent_id,
+    isRoot: r.is_root === 1,
+    createdAt: Number(r.created_at),
+    name: r.name,
+    email: r.email,
+    alias: r.alias,
+    billingEmail: r.billing_email,
+    keyHash: r.key_hash,
+    partialKey: r.partial_key,
+    level: r.level,
+    rates: Number(r.rates),
+    rateLimit: Number(r.rate_limit),
+    childLimit: Number(r.child_limit),
+    hardLimit: Number(r.hard_limit),
+    softLimit: Number(r.soft_limit),
+    status: r.status === 1,
+    allowIps,
+    ipMatcher: allowIps === null ? null : new IpMatcher(allowIps),
+    allowModels: r.allow_models === null ? null : new Set(JSON.parse(r.allow_models) as string[]),
+    allowEndpoints: r.allow_endpoints === null ? null : new Set(JSON.parse(r.allow_endpoints) as string[]),
+    creditGranted: Number(r.credit_granted),
+    creditUsed: Number(r.credit_used),
+    requests: Number(r.requests),
+    cards,
+    reserved: 0,
+    day: w?.day ?? { period: period.day, cost: 0, requests: 0 },
+    month: w?.month ?? { period: period.month, cost: 0, requests: 0 },
+    softNoticeMonth: r.soft_notice_month,
+    updatedAt: Number(r.updated_at),
+    childIds: new Set(),
+  };
 }
 
 /** Defaults of the root account; its balance is unlimited, so limits are effectively off. */

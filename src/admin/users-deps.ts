@@ -4,8 +4,10 @@
  */
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { Account } from '../accounts/account.js';
 import type { AccountRegistry } from '../accounts/account-registry.js';
-import type { RateLimiter } from '../accounts/rate-limiter.js';
+import type { AccountUnit } from '../accounts/account-unit.js';
+import type { Limiter } from '../accounts/rate-limiter.js';
 import type { Calendar } from '../billing/calendar.js';
 import type { Meter } from '../billing/meter.js';
 import type { Micros } from '../billing/money.js';
@@ -21,10 +23,18 @@ export interface Mailer {
 export interface UsersDeps {
   readonly registry: AccountRegistry;
   readonly writer: StateWriter;
+  /** Runs each change of the sub-account API atomically and durably (see account-unit.ts). */
+  readonly unit: AccountUnit;
+  /**
+   * Makes the money of these accounts current before they are shown: nothing on one process
+   * (memory is the truth); on several instances, a reload from the store after this instance's
+   * own settlements are written.
+   */
+  readonly fresh: (accounts: readonly Account[]) => Promise<void>;
   readonly secrets: Secrets;
   readonly calendar: Calendar;
   readonly meter: Meter;
-  readonly limiter: RateLimiter;
+  readonly limiter: Limiter;
   readonly db: Kysely<Database>;
   readonly log: Logger;
   readonly mailer: Mailer | undefined;

@@ -71,19 +71,6 @@ async function readBody(req: IncomingMessage, res: ServerResponse): Promise<Json
   return undefined;
 }
 
-/** Waits until the queued changes are durable; a failed write is retried by the writer. */
-async function persist(deps: UsersDeps): Promise<void> {
-  try {
-    await deps.writer.flush();
-  } catch (err: unknown) {
-    deps.log.error({ err }, 'could not persist an account change');
-    throw new GatewayError(
-      'internal',
-      'The change was applied but could not be saved yet; the gateway keeps retrying. Check the account before repeating the call.',
-    );
-  }
-}
-
 async function create(
   deps: UsersDeps,
   caller: Account,
@@ -92,11 +79,16 @@ async function create(
 ): Promise<void> {
   const input = parseCreate(body);
   const now = deps.clock();
-  const r = createChild(deps, caller, input, now);
+  const plan = { touch: [caller.id], names: [input.name], emails: [input.email], money: true, create: true };
+  const r = await deps.unit.run(plan, (view) => {
+    const me = view.account(caller.id);
+    if (me === undefined) return gone(caller);
+    const made = createChild({ ...deps, registry: view.registry, writer: view.writes }, me, input, now);
+    return made.ok ? { ...made, me } : made;
+  });
   if (!r.ok) throw r.error;
-  await persist(deps);
   notifyNewKey(deps.mailer, r.child, r.key, deps.config.serviceName, deps.log);
-  sendJson(res, 200, createdJson(caller, r.child, r.key, deps.clock()));
+  sendJson(res, 200, createdJson(r.me, r.child, r.key, deps.clock()));
 }
 
 async function update(
@@ -110,20 +102,44 @@ async function update(
   const now = deps.clock();
   const t = resolveTarget(deps.registry, caller, ident, 'update');
   if (!t.ok) throw t.error;
-  const r = updateAccount(deps, caller, t.target, input, now);
+  const plan = {
+    touch: [caller.id, t.target.id],
+    names: input.name === undefined ? [] : [input.name],
+    emails: input.email === undefined ? [] : [input.email],
+    money: input.creditGranted !== undefined || input.rates !== undefined,
+  };
+  const r = await deps.unit.run(plan, (view) => {
+    const me = view.account(caller.id);
+    const target = view.account(t.target.id);
+    if (me === undefined) return gone(caller);
+    if (target === undefined) return gone(t.target);
+    const changed = updateAccount(
+      { ...deps, registry: view.registry, writer: view.writes },
+      me,
+      target,
+      input,
+      now,
+    );
+    return changed.ok ? { ...changed, me, target } : changed;
+  });
   if (!r.ok) throw r.error;
-  await persist(deps);
-  sendJson(res, 200, updatedJson(caller, t.target, r.changed, deps.clock()));
+  sendJson(res, 200, updatedJson(r.me, r.target, r.changed, deps.clock()));
 }
 
 async function remove(deps: UsersDeps, caller: Account, res: ServerResponse, ident: string): Promise<void> {
   const now = deps.clock();
   const t = resolveTarget(deps.registry, caller, ident, 'delete');
   if (!t.ok) throw t.error;
-  const r = removeChild(deps, caller, t.target, now);
+  const r = await deps.unit.run({ touch: [caller.id, t.target.id], money: true }, (view) => {
+    const me = view.account(caller.id);
+    const target = view.account(t.target.id);
+    if (me === undefined) return gone(caller);
+    if (target === undefined) return gone(t.target);
+    const removed = removeChild({ ...deps, registry: view.registry, writer: view.writes }, me, target, now);
+    return removed.ok ? { ...removed, me, target } : removed;
+  });
   if (!r.ok) throw r.error;
-  await persist(deps);
-  sendJson(res, 200, deletedJson(caller, t.target, deps.clock()));
+  sendJson(res, 200, deletedJson(r.me, r.target, deps.clock()));
 }
 
 /** One account by path ident or `?id=`/`?name=`/`?email=`, or a page of the listing. */
@@ -146,18 +162,24 @@ async function read(
           : 'No such account among your descendants.',
       );
     }
+    await deps.fresh([a]);
     const now = deps.clock();
     return sendJson(res, 200, userJson(a, now, deps.calendar.periodOf(now)));
   }
   const { page, size } = paging(query);
   const now = deps.clock();
-  if (scope === 'child') {
-    const fee = chargeListingFee(deps, caller, now);
-    if (fee !== undefined) throw fee.error;
+  if (scope === 'child' && !caller.isRoot) {
+    const fee = await deps.unit.run({ touch: [caller.id], money: true }, (view) => {
+      const me = view.account(caller.id);
+      if (me === undefined) return gone(caller);
+      return chargeListingFee({ ...deps, registry: view.registry, writer: view.writes }, me, now) ?? PAID;
+    });
+    if (!fee.ok) throw fee.error;
   }
   const all = scope === 'child' ? deps.registry.children(caller) : deps.registry.descendants(caller);
   const rows = all.slice((page - 1) * size, page * size);
-  if (scope === 'child' && !caller.isRoot) await persist(deps);
+  // On several instances the balances shown are read from the store, not this instance's view.
+  await deps.fresh(rows);
   const period = deps.calendar.periodOf(now);
   sendJson(
     res,
@@ -204,4 +226,11 @@ function paging(query: URLSearchParams): { page: number; size: number } {
     return Number(raw);
   };
   return { page: int('page', 1, 1_000_000_000), size: int('size', MAX_PAGE_SIZE, MAX_PAGE_SIZE) };
+}
+
+const PAID = { ok: true } as const;
+
+/** The account vanished while the change waited (deleted through another instance). */
+function gone(account: Account): { ok: false; error: GatewayError } {
+  return { ok: false, error: new GatewayError('account_not_found', `No account "${account.name}".`) };
 }

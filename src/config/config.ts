@@ -272,6 +272,15 @@ export function loadConfig(env: Env): Config {
     redisPass: opt('REDIS_PASS'),
     redisDb: int('REDIS_DB', 0, 0, 1_000_000),
   };
+  if (config.redisAddr !== undefined) {
+    if (!/^[^\s:]+:\d{1,5}$/.test(config.redisAddr) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(config.redisAddr))
+      problems.push(`REDIS_ADDR must be "host:port" (got "${config.redisAddr}")`);
+    // Several instances share one PostgreSQL; Redis alone shares nothing an embedded file holds.
+    if (config.store.kind !== 'postgres')
+      problems.push(
+        'REDIS_ADDR is for several instances, which share one PostgreSQL: set POSTGRES_DSN as well',
+      );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }

@@ -6,7 +6,8 @@
  *   GET /dashboard/billing/subscription        → OpenAI legacy limits (subscription.ts)
  *   GET /dashboard/billing/credit_grants       → OpenAI legacy credit grants (subscription.ts)
  * Other methods on these paths answer 405 (with `Allow: GET`), other paths 404. Answers are fresh
- * to the request: memory for balances and windows, and a write-batch flush before reading usage rows.
+ * to the request: memory for balances and windows (on several instances, reloaded from the store
+ * first), and a write-batch flush before reading usage rows.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Account } from '../accounts/account.js';
@@ -25,10 +26,11 @@ const NO_STORE = { 'cache-control': 'no-store' };
 const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   [
     '/dashboard/x_user/info',
-    (deps, caller) => {
+    async (deps, caller) => {
+      await deps.fresh([caller]);
       const now = deps.clock();
       deps.meter.rollWindows(caller, now);
-      return Promise.resolve(userInfo(caller, now));
+      return userInfo(caller, now);
     },
   ],
   [
@@ -42,13 +44,20 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   ],
   [
     '/dashboard/billing/subscription',
-    (deps, caller) => {
+    async (deps, caller) => {
+      await deps.fresh([caller]);
       const now = deps.clock();
       deps.meter.rollWindows(caller, now);
-      return Promise.resolve(billingSubscription(caller, now));
+      return billingSubscription(caller, now);
     },
   ],
-  ['/dashboard/billing/credit_grants', (deps, caller) => Promise.resolve(creditGrants(caller, deps.clock()))],
+  [
+    '/dashboard/billing/credit_grants',
+    async (deps, caller) => {
+      await deps.fresh([caller]);
+      return creditGrants(caller, deps.clock());
+    },
+  ],
 ]);
 
 function queryOf(url: string): URLSearchParams {

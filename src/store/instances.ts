@@ -152,3 +152,25 @@ function describe(i: LiveInstance): string {
 function refusalText(others: readonly LiveInstance[], verb: string): string {
   return `another proxyxai instance is ${verb} (${others.map(describe).join('; ')})`;
 }
+
+/**
+ * Registers this process as one of several instances sharing the store (several instances need
+ * Redis as well: leases, broadcasts and the liveness that reclaims a dead instance's credit live
+ * there). The row tells operators and the lease janitor who is running.
+ */
+export async function joinInstances(
+  liveness: InstanceLiveness,
+  log: Logger,
+  opts: HeartbeatOptions = {},
+): Promise<InstanceHeartbeat> {
+  const full = {
+    intervalMs: opts.intervalMs ?? HEARTBEAT_INTERVAL_MS,
+    staleAfterMs: opts.staleAfterMs ?? STALE_AFTER_MS,
+  };
+  const self = newIdentity();
+  const everyone = (): boolean => true;
+  await liveness.register(self, full.staleAfterMs, everyone);
+  const heartbeat = new InstanceHeartbeat(liveness, self, everyone, log, full);
+  heartbeat.start();
+  return heartbeat;
+}

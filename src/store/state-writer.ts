@@ -36,7 +36,15 @@ export class StateWriter {
   constructor(
     private readonly sink: BatchSink,
     private readonly log: Logger,
-    private readonly opts: { flushIntervalMs: number; statsInterval: number },
+    private readonly opts: {
+      flushIntervalMs: number;
+      statsInterval: number;
+      /**
+       * False on several instances: accounts are not written whole (the sub-account API writes its
+       * own changes, settlements go as deltas), so nothing is kept for it.
+       */
+      accountSnapshots?: boolean;
+    },
   ) {}
 
   start(): void {
@@ -50,6 +58,7 @@ export class StateWriter {
   }
 
   markDirty(account: Account): void {
+    if (this.opts.accountSnapshots === false) return;
     if (!this.gone.has(account.id)) this.dirty.set(account.id, account);
   }
 

@@ -42,6 +42,11 @@ export interface LeaseStore {
   reclaim(instanceId: string): Promise<number>;
   /** The leases an instance holds now (its view after a restart, tests). */
   held(instanceId: string): Promise<Array<{ accountId: number; amount: Micros }>>;
+  /**
+   * Instances that hold leases but have no instances row with a heartbeat fresher than
+   * `staleAfterMs` (server clock): gone without anyone noticing (the whole cluster restarted).
+   */
+  abandoned(staleAfterMs: number): Promise<string[]>;
 }
 
 export function createPostgresLeases(db: Kysely<Database>): LeaseStore {
@@ -114,6 +119,15 @@ export function createPostgresLeases(db: Kysely<Database>): LeaseStore {
         await sql`delete from leases where instance_id = ${instanceId}`.execute(trx);
         return list.length;
       });
+    },
+    async abandoned(staleAfterMs) {
+      const rows = await sql<{ instance_id: string }>`
+        select distinct l.instance_id from leases l
+        where not exists (
+          select 1 from instances i where i.id = l.instance_id
+            and i.heartbeat_at > (extract(epoch from clock_timestamp()) * 1000)::int8 - ${staleAfterMs}
+        )`.execute(db);
+      return rows.rows.map((r) => r.instance_id);
     },
     async held(instanceId) {
       const rows = await db
