@@ -162,6 +162,8 @@ export class SharedAccounts implements AccountUnit {
   }
 
   private async recallAll(ids: readonly number[]): Promise<void> {
+    // Spent credit stays leased until its settlement is written (the delta sink shrinks both).
+    await this.deps.writer.flush();
     for (const id of ids) {
       const local = this.deps.registry.get(id);
       if (local === undefined || local.isRoot) continue;

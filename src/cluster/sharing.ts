@@ -132,7 +132,11 @@ export async function startSharing(opts: {
   cluster.broadcast.on('lease-recall', async (n, delivery) => {
     if (delivery.kind === 'local') return;
     const account = hooks?.account(n.accountId);
-    if (account !== undefined) await leasePurse.giveBack(account);
+    if (account === undefined) return;
+    // What was spent here stays leased in the store until its settlement is written: write it,
+    // so the asker sees the balance left and only in-flight reservations still leased.
+    await hooks?.flush();
+    await leasePurse.giveBack(account);
   });
   cluster.broadcast.on('account', async (n) => {
     await hooks?.reloadAccount(n.id);

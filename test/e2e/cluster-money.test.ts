@@ -1,0 +1,155 @@
+// Several gateways in one process over one PostgreSQL schema and one private Redis: the money
+// rules of one process hold over all of them (leases), account changes are in effect everywhere
+// before the call returns, and limits count over every instance. (The child-process test with
+// kill -9 is test/e2e/cluster-processes.test.ts.)
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { liveBalance } from '../../src/accounts/cards.js';
+import { createChild } from '../support/accounts.js';
+import { call, startGateway, TEST_STORE, type TestGateway } from '../support/gateway.js';
+import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { createTestDatabase, postgresTestRun, type TestDatabase } from '../support/test-databases.js';
+
+// Once per run (the sqlite project), and only with a PostgreSQL server.
+const enabled = TEST_STORE === 'sqlite' && postgresTestRun() !== undefined;
+const K = 'sk-upstream-cluster-money-0000001';
+
+let mock: MockUpstream;
+let redis: RedisServer;
+let db: TestDatabase;
+let gws: TestGateway[] = [];
+
+const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hello there' }] };
+
+async function spend(gw: TestGateway, key: string, body: unknown = chat): Promise<number> {
+  const r = await call(gw, '/v1/chat/completions', { key, body });
+  await r.arrayBuffer();
+  return r.status;
+}
+
+/** The account as the store has it, after every instance wrote what it settled. */
+async function stored(name: string) {
+  for (const g of gws) await g.app.writer.flush();
+  const store = gws[0]!.app.store.db;
+  const a = await store.selectFrom('accounts').selectAll().where('name', '=', name).executeTakeFirstOrThrow();
+  const cards = await store.selectFrom('credit_cards').selectAll().where('account_id', '=', a.id).execute();
+  const ledger = await store.selectFrom('ledger').select('amount').where('account_id', '=', a.id).execute();
+  const usage = await store
+    .selectFrom('usage_records')
+    .select('request_id')
+    .where('account_id', '=', a.id)
+    .execute();
+  const balance = liveBalance(
+    cards.map((c) => ({
+      amount: Number(c.amount),
+      balance: Number(c.balance),
+      grantedAt: Number(c.granted_at),
+      expiresAt: Number(c.expires_at),
+    })),
+    Date.now(),
+  );
+  return {
+    id: a.id,
+    balance,
+    creditUsed: Number(a.credit_used),
+    leased: Number(a.leased),
+    ledger: ledger.reduce((s, l) => s + Number(l.amount), 0),
+    usageRows: usage.length,
+    requests: Number(a.requests),
+  };
+}
+
+describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () => {
+  beforeAll(async () => {
+    mock = await startMockUpstream();
+    redis = await startRedisServer();
+    db = await createTestDatabase();
+    // One master key for all: each instance must decrypt the upstream keys the others stored.
+    const env = {
+      OPENAI_API_BASE: mock.url,
+      INIT_KEYS: K,
+      REDIS_ADDR: redis.addr,
+      FLUSH_INTERVAL_MS: '50',
+      MASTER_KEY: 'c1'.repeat(32),
+    };
+    gws = await Promise.all([0, 1, 2].map(() => startGateway(env, { database: db })));
+  });
+  afterAll(async () => {
+    for (const g of gws) await g.stop();
+    await redis?.stop();
+    await mock?.close();
+  });
+
+  it('has one root and one identity: an account made on one instance serves on the others at once', async () => {
+    const roots = await gws[0]!.app.store.db
+      .selectFrom('accounts')
+      .select('id')
+      .where('is_root', '=', 1)
+      .execute();
+    expect(roots).toHaveLength(1);
+    const key = await createChild(gws[0]!, 'everywhere', 10);
+    // Right after the 200: the other instances know the key.
+    expect(await spend(gws[1]!, key)).toBe(200);
+    expect(await spend(gws[2]!, key)).toBe(200);
+    // Disabled through one instance: refused by the others right after the answer.
+    expect(
+      (await call(gws[2]!, '/x-users/everywhere', { method: 'PUT', body: { Status: false } })).status,
+    ).toBe(200);
+    expect(await spend(gws[0]!, key)).toBe(401);
+    expect(await spend(gws[1]!, key)).toBe(401);
+    expect(
+      (await call(gws[1]!, '/x-users/everywhere', { method: 'PUT', body: { Status: true } })).status,
+    ).toBe(200);
+    expect(await spend(gws[0]!, key)).toBe(200);
+    // Deleted through one: gone everywhere.
+    expect((await call(gws[0]!, '/x-users/everywhere', { method: 'DELETE' })).status).toBe(200);
+    for (const g of gws) expect(await spend(g, key)).toBe(401);
+  });
+
+  it('never overspends: a storm over three instances ends with the books exact', async () => {
+    const key = await createChild(gws[1]!, 'stormy', 2);
+    // gpt-4o-mini with a large max_tokens: each request reserves ~$0.3, costs a few micro-dollars.
+    const body = { ...chat, max_tokens: 500_000 };
+    const statuses = await Promise.all(Array.from({ length: 90 }, (_, i) => spend(gws[i % 3]!, key, body)));
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 200 || s === 402)).toBe(true);
+    const s = await stored('stormy');
+    expect(s.balance).toBeGreaterThanOrEqual(0);
+    expect(s.creditUsed + s.balance).toBe(2_000_000);
+    expect(s.ledger).toBe(s.balance);
+    expect(s.usageRows).toBe(s.requests);
+    // Every instance answers the same balance.
+    const seen = new Set<number>();
+    for (const g of gws) {
+      const r = await call(g, '/x-users/stormy');
+      seen.add(((await r.json()) as { Balance: number }).Balance);
+    }
+    expect(seen).toEqual(new Set([s.balance / 1_000_000]));
+  });
+
+  it('deducts the whole balance while other instances hold leases on it, exactly', async () => {
+    const key = await createChild(gws[0]!, 'leasedout', 5);
+    for (const g of gws) expect(await spend(g, key)).toBe(200);
+    const before = await stored('leasedout');
+    expect(before.leased).toBeGreaterThan(0);
+    const r = await call(gws[2]!, '/x-users/leasedout', {
+      method: 'PUT',
+      body: { CreditGranted: -(before.balance / 1_000_000) },
+    });
+    expect(r.status).toBe(200);
+    const after = await stored('leasedout');
+    expect(after.balance).toBe(0);
+    expect(after.leased).toBe(0);
+    for (const g of gws) expect(await spend(g, key)).toBe(402);
+  });
+
+  it('counts RateLimit over all instances', async () => {
+    const key = await createChild(gws[0]!, 'limited', 10);
+    expect((await call(gws[0]!, '/x-users/limited', { method: 'PUT', body: { RateLimit: 6 } })).status).toBe(
+      200,
+    );
+    const statuses = await Promise.all(Array.from({ length: 18 }, (_, i) => spend(gws[i % 3]!, key)));
+    expect(statuses.filter((s) => s === 200)).toHaveLength(6);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(12);
+  });
+});
