@@ -142,6 +142,8 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     },
     log,
     clock,
+    // Several instances: an admin change or a key's health is announced, in effect everywhere.
+    sharing === undefined ? {} : { announce: (id) => sharing.announce({ topic: 'key', id }) },
   );
   await pool.load();
   for (const key of config.initKeys) await pool.add(key);
@@ -179,11 +181,13 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   sharing?.attach({
     reloadAccount: (id) => shared?.reload(id) ?? Promise.resolve(),
     reloadAccounts: () => shared?.reloadAll() ?? Promise.resolve(),
-    reloadKey: () => Promise.resolve(),
-    reloadKeys: () => Promise.resolve(),
+    reloadKey: (id) => pool.reloadKey(id),
+    reloadKeys: () => pool.reloadKeys(),
     account: (id) => registry.get(id),
     flush: () => writer.flush(),
   });
+  // Notices that came before the hooks were attached were dropped: read what they announced.
+  if (sharing !== undefined) await pool.reloadKeys();
   const generatedRootKey = await ensureRoot(config, registry, unit, secrets, calendar, clock, log);
   // Another instance made the root meanwhile: read it.
   if (shared !== undefined && registry.root() === undefined) await shared.reloadAll();
@@ -405,7 +409,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
       await pool
         .flushCounters()
         .catch((err: unknown) => log.error({ err }, 'final key counter flush failed'));
-      await pool.settled();
+      await pool.close();
       await upstream.destroy();
       // Every lease goes back once the last settlement is written; then this instance leaves.
       await sharing?.stop();

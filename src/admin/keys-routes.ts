@@ -1,7 +1,9 @@
 /**
  * /x-keys — the upstream key pool, root only. Beyond the original (add only, effective after a
  * reload): a key added here serves the very next request, and keys can be listed (masked),
- * enabled, disabled, grouped by upstream organisation and deleted.
+ * enabled, disabled, grouped by upstream organisation and deleted. With several instances, a
+ * change answered here is written to the store and announced: every live instance has applied it
+ * when the answer leaves (unless one did not confirm in time; it then catches up by itself).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors/catalogue.js';
@@ -39,7 +41,7 @@ export async function handleKeys(
   if (!/^\d{1,15}$/.test(rest)) throw new GatewayError('not_found', 'Unknown upstream key route.');
   const id = Number(rest);
   if (method === 'GET') {
-    const key = pool.get(id);
+    const key = await pool.lookup(id);
     if (key === undefined) throw new GatewayError('key_not_found');
     return sendJson(res, 200, keyJson(key));
   }
@@ -53,10 +55,8 @@ export async function handleKeys(
     const newGroup = group(body.body);
     if (status === undefined && newGroup === undefined)
       throw new GatewayError('invalid_value', 'Status (true or false) or Group is required.', 'Status');
-    if (pool.get(id) === undefined) throw new GatewayError('key_not_found');
-    let key = pool.get(id);
-    if (newGroup !== undefined) key = await pool.setGroup(id, newGroup);
-    if (status !== undefined) key = await pool.setEnabled(id, status);
+    // One change, one write, one announcement, whichever of the two it carries.
+    const key = await pool.update(id, { enabled: status, group: newGroup });
     if (key === undefined) throw new GatewayError('key_not_found');
     return sendJson(res, 200, { Action: 'update', Key: keyJson(key) });
   }

@@ -106,7 +106,7 @@ interface Pending {
 }
 
 /** The writes a settlement queues (the state writer, or its cluster counterpart). */
-export type SettlementWriter = Pick<StateWriter, 'markDirty' | 'addLedger' | 'addUsage'>;
+export type SettlementWriter = Pick<StateWriter, 'markDirty' | 'addLedger' | 'addUsage' | 'backlogged'>;
 
 export type Admission =
   | { readonly ok: true; readonly ticket: Ticket; readonly headers: Record<string, string> }
@@ -157,6 +157,9 @@ export class Meter {
     }
     this.rollWindows(account, now);
     const priced = this.price(account, path, req, model, metered);
+    // The store has been away long enough that unwritten settlements reached their bound: serve
+    // nothing more that would add to them until it is back.
+    if (priced.kind !== 'free' && this.writer.backlogged()) return refuse('store_unavailable');
     const short = this.moneyRefusal(account, priced, now);
     if (short === undefined) return this.limit(account, { path, req, model, requestId, priced }, false);
     if (short.topUp === undefined) return { ok: false, error: short.error };

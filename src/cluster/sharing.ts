@@ -51,6 +51,8 @@ export interface Sharing {
 }
 
 const JANITOR_MS = 5_000;
+/** Keys re-read from the store this often, accounts five times less often. */
+const BACKSTOP_MS = 60_000;
 const IDLE_SWEEP_MS = 5_000;
 /** How long an acknowledged notice may wait for the other instances. */
 const ANNOUNCE_TIMEOUT_MS = 3_000;
@@ -186,6 +188,20 @@ export async function startSharing(opts: {
   }, JANITOR_MS);
   janitor.unref();
 
+  // A backstop under the notices: a change whose announcement never went out (its instance died
+  // before it could send it again) is still picked up within a few minutes.
+  let backstops = 0;
+  const backstop = setInterval(() => {
+    if (hooks === undefined || cluster.heartbeat.state().kind !== 'beating') return;
+    backstops++;
+    const h = hooks;
+    void (async () => {
+      await h.reloadKeys();
+      if (backstops % 5 === 0) await h.reloadAccounts();
+    })().catch((err: unknown) => log.warn({ err }, 'periodic reconcile with the store failed'));
+  }, BACKSTOP_MS);
+  backstop.unref();
+
   let stopping: Promise<void> | undefined;
   return {
     instanceId,
@@ -206,6 +222,7 @@ export async function startSharing(opts: {
         clearInterval(watch);
         clearInterval(idle);
         clearInterval(janitor);
+        clearInterval(backstop);
         await leasePurse
           .releaseAll()
           .catch((err: unknown) => log.error({ err }, 'could not give leases back'));

@@ -2,8 +2,8 @@
  * Persistence of upstream keys (the store is the truth across restarts; the pool is the truth in
  * between). Written with Kysely so it runs on every backend the store supports.
  */
-import { sql, type Kysely } from 'kysely';
-import type { Database } from '../store/schema.js';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Database, UpstreamKeysTable } from '../store/schema.js';
 import type { KeyState, KeyStatus } from './key-state.js';
 
 export interface StoredKey {
@@ -30,7 +30,14 @@ export interface KeyStateWrite {
 
 export interface KeyRepository {
   list(): Promise<StoredKey[]>;
-  /** Inserts a key; undefined when its fingerprint already exists. */
+  /** One key, or undefined when no such key is stored (deleted, or never there). */
+  get(id: number): Promise<StoredKey | undefined>;
+  /** The id of the key with this fingerprint, if one is stored. */
+  idOf(keyHash: string): Promise<number | undefined>;
+  /**
+   * Inserts a key; undefined when its fingerprint already exists, also when another instance
+   * inserted it a moment earlier (the unique fingerprint decides, no error is raised).
+   */
   insert(k: {
     keyHash: string;
     ciphertext: string;
@@ -38,7 +45,14 @@ export interface KeyRepository {
     group: string | null;
     now: number;
   }): Promise<StoredKey | undefined>;
+  /** Writes a state unconditionally (an administrator's decision). */
   updateState(id: number, s: KeyStateWrite): Promise<void>;
+  /**
+   * Writes a state the key's health led to, unless the stored key is disabled (only an
+   * administrator enables a key again; another instance may have disabled it meanwhile). False
+   * when nothing was written: the key is disabled or gone.
+   */
+  updateHealth(id: number, s: KeyStateWrite): Promise<boolean>;
   updateGroup(id: number, group: string | null, now: number): Promise<void>;
   addCounters(
     batch: ReadonlyArray<{ id: number; requests: number; failures: number; lastError: string | null }>,
@@ -47,6 +61,9 @@ export interface KeyRepository {
   delete(id: number): Promise<void>;
 }
 
+/** The largest id an `integer` column holds. */
+const MAX_ID = 2_147_483_647;
+
 /** Keys per counter UPDATE: 4 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535. */
 const COUNTER_CHUNK = 1_000;
 
@@ -54,18 +71,21 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
   return {
     async list() {
       const rows = await db.selectFrom('upstream_keys').selectAll().orderBy('id').execute();
-      return rows.map((r) => ({
-        id: r.id,
-        ciphertext: r.ciphertext,
-        last4: r.last4,
-        state: toState(r.status, r.reason, r.state_until, r.disabled_at),
-        requests: Number(r.requests),
-        failures: Number(r.failures),
-        lastError: r.last_error,
-        createdAt: Number(r.created_at),
-        updatedAt: Number(r.updated_at),
-        group: r.key_group,
-      }));
+      return rows.map(toStored);
+    },
+    async get(id) {
+      // Ids are 32-bit integers on every backend; PostgreSQL would refuse a larger one.
+      if (!Number.isSafeInteger(id) || id < 1 || id > MAX_ID) return undefined;
+      const row = await db.selectFrom('upstream_keys').selectAll().where('id', '=', id).executeTakeFirst();
+      return row === undefined ? undefined : toStored(row);
+    },
+    async idOf(keyHash) {
+      const row = await db
+        .selectFrom('upstream_keys')
+        .select('id')
+        .where('key_hash', '=', keyHash)
+        .executeTakeFirst();
+      return row?.id;
     },
     async insert(k) {
       // The unique fingerprint decides duplicates, also between two concurrent adds of one key.
@@ -111,18 +131,16 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
         .execute();
     },
     async updateState(id, s) {
-      await db
+      await db.updateTable('upstream_keys').set(stateColumns(s)).where('id', '=', id).execute();
+    },
+    async updateHealth(id, s) {
+      const r = await db
         .updateTable('upstream_keys')
-        .set({
-          status: s.status,
-          reason: s.reason,
-          state_until: s.stateUntil,
-          disabled_at: s.disabledAt,
-          last_error: storable(s.lastError),
-          updated_at: s.updatedAt,
-        })
+        .set(stateColumns(s))
         .where('id', '=', id)
-        .execute();
+        .where('status', '<>', 'disabled')
+        .executeTakeFirst();
+      return r.numUpdatedRows > 0n;
     },
     async addCounters(batch, now) {
       // One UPDATE … FROM (VALUES …) per chunk instead of one statement per key: with 10,000 pool
@@ -149,6 +167,32 @@ export function createKeyRepository(db: Kysely<Database>): KeyRepository {
     async delete(id) {
       await db.deleteFrom('upstream_keys').where('id', '=', id).execute();
     },
+  };
+}
+
+function toStored(r: Selectable<UpstreamKeysTable>): StoredKey {
+  return {
+    id: r.id,
+    ciphertext: r.ciphertext,
+    last4: r.last4,
+    state: toState(r.status, r.reason, r.state_until, r.disabled_at),
+    requests: Number(r.requests),
+    failures: Number(r.failures),
+    lastError: r.last_error,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    group: r.key_group,
+  };
+}
+
+function stateColumns(s: KeyStateWrite) {
+  return {
+    status: s.status,
+    reason: s.reason,
+    state_until: s.stateUntil,
+    disabled_at: s.disabledAt,
+    last_error: storable(s.lastError),
+    updated_at: s.updatedAt,
   };
 }
 

@@ -6,6 +6,8 @@
  *   active ──5xx/timeout ×N───▶ cooling(growing interval)       ──time──▶ active (outlier ejection)
  *   active ──insufficient_quota▶ parked(probe at +interval)     ──probe ok──▶ active
  *   active ──401 invalid key──▶ disabled(reason, at)            ──admin──▶ active
+ *
+ * A disabled key leaves that state only by an administrator's decision, never by an outcome.
  */
 import type { UpstreamOutcome } from '../upstream/classify-outcome.js';
 
@@ -62,6 +64,9 @@ export function nextHealth(
   policy: HealthPolicy,
   othersUsable: number,
 ): KeyHealth {
+  // Only an administrator enables a disabled key again: an answer that arrives after the key was
+  // disabled (a request already in flight, here or on another instance) leaves it disabled.
+  if (health.state.kind === 'disabled') return health;
   switch (outcome.kind) {
     case 'ok':
     case 'client-error':

@@ -44,6 +44,12 @@ export class StateWriter {
        * own changes, settlements go as deltas), so nothing is kept for it.
        */
       accountSnapshots?: boolean;
+      /**
+       * Usage and ledger rows that may wait while the store is unreachable (default 100,000,
+       * some tens of MB): past that, metered requests are refused (`backlogged`) so memory stays
+       * bounded and nothing already billed is dropped.
+       */
+      maxBacklog?: number;
     },
   ) {}
 
@@ -92,6 +98,16 @@ export class StateWriter {
   /** True while an object's row is queued or being written (so it must not be dropped from caches). */
   holdsObject(id: string): boolean {
     return this.objects.has(id) || this.writingObjects.has(id);
+  }
+
+  /** The store has been failing and the rows waiting for it reached `maxBacklog`. */
+  backlogged(): boolean {
+    return this.failures > 0 && this.ledger.length + this.usage.length >= (this.opts.maxBacklog ?? 100_000);
+  }
+
+  /** Consecutive failed flushes (0 once a flush succeeds): `/readyz` says why it is not ready. */
+  get failedFlushes(): number {
+    return this.failures;
   }
 
   get pending(): number {

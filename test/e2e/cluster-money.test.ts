@@ -152,4 +152,54 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
     expect(statuses.filter((s) => s === 200)).toHaveLength(6);
     expect(statuses.filter((s) => s === 429)).toHaveLength(12);
   });
+
+  it('shares one key pool: added, disabled and retired keys are in effect on every instance', async () => {
+    const K2 = 'sk-upstream-cluster-money-0000002';
+    const K3 = 'sk-upstream-cluster-money-0000003';
+    const key = await createChild(gws[0]!, 'keyed', 10);
+    const keysOf = async (g: TestGateway) =>
+      (await (await call(g, '/x-keys')).json()) as Array<{ ID: number; Key: string; Status: string }>;
+    // Added through one instance: served by another right after the 200.
+    const started = Date.now();
+    expect((await call(gws[0]!, '/x-keys', { body: { SecretKey: K2 }, raw: true })).status).toBe(200);
+    const first = (await keysOf(gws[0]!)).find((k) => k.Key.endsWith(K.slice(-4)))!;
+    expect(
+      (await call(gws[1]!, `/x-keys/${first.ID}`, { method: 'PUT', body: { Status: false } })).status,
+    ).toBe(200);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    mock.reset();
+    for (let i = 0; i < 6; i++) expect(await spend(gws[i % 3]!, key)).toBe(200);
+    expect(new Set(mock.requests.map((r) => r.key))).toEqual(new Set([K2]));
+    // Upstream says K3 is invalid: each instance sends it at most once, then it is retired everywhere.
+    expect((await call(gws[2]!, '/x-keys', { body: { SecretKey: K3 }, raw: true })).status).toBe(200);
+    mock.reset();
+    mock.setKey(K3, { kind: 'invalid-key' });
+    for (let i = 0; i < 18; i++) expect(await spend(gws[i % 3]!, key)).toBe(200);
+    expect(mock.requests.filter((r) => r.key === K3).length).toBeGreaterThanOrEqual(1);
+    expect(mock.requests.filter((r) => r.key === K3).length).toBeLessThanOrEqual(3);
+    for (const g of gws) {
+      const k3 = (await keysOf(g)).find((k) => k.Key.endsWith(K3.slice(-4)));
+      expect(k3?.Status).toBe('disabled');
+    }
+    // A 429 cooling seen by one instance is honoured by the others.
+    mock.reset();
+    mock.setKey(K2, { kind: 'rate-limited', retryAfterSec: 60 });
+    expect(
+      (await call(gws[1]!, `/x-keys/${first.ID}`, { method: 'PUT', body: { Status: true } })).status,
+    ).toBe(200);
+    for (let i = 0; i < 4; i++) await spend(gws[0]!, key);
+    expect(mock.requests.some((r) => r.key === K2)).toBe(true);
+    const cooled = Date.now();
+    for (;;) {
+      const views = await Promise.all(
+        gws.map(async (g) => (await keysOf(g)).find((k) => k.Key.endsWith(K2.slice(-4)))),
+      );
+      if (views.every((v) => v?.Status === 'cooling')) break;
+      expect(Date.now() - cooled).toBeLessThan(1_000);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    mock.reset();
+    for (let i = 0; i < 6; i++) expect(await spend(gws[1 + (i % 2)]!, key)).toBe(200);
+    expect(mock.requests.every((r) => r.key === K)).toBe(true);
+  });
 });

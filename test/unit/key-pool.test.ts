@@ -10,6 +10,8 @@ function memoryRepo(): KeyRepository {
   const hashes = new Set<string>();
   return {
     list: () => Promise.resolve([...rows]),
+    get: (id) => Promise.resolve(rows.find((r) => r.id === id)),
+    idOf: () => Promise.resolve(undefined),
     insert: (k) => {
       if (hashes.has(k.keyHash)) return Promise.resolve(undefined);
       hashes.add(k.keyHash);
@@ -29,6 +31,7 @@ function memoryRepo(): KeyRepository {
       return Promise.resolve(row);
     },
     updateState: () => Promise.resolve(),
+    updateHealth: () => Promise.resolve(true),
     updateGroup: () => Promise.resolve(),
     addCounters: () => Promise.resolve(),
     delete: () => Promise.resolve(),
