@@ -315,12 +315,34 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
       const storeOk = await store.ping();
       const keysOk = pool.usableCount() > 0;
       const checks: Record<string, boolean> = { store: storeOk, upstream_keys: keysOk };
-      if (sharing !== undefined)
+      const reasons: string[] = [];
+      if (!storeOk) {
+        reasons.push(
+          `the database does not answer; ${writer.pending} settlement row(s) wait to be written` +
+            (sharing === undefined ? '' : '; accounts are served from the credit this instance leases'),
+        );
+      } else if (writer.failedFlushes > 0) {
+        reasons.push(`the last ${writer.failedFlushes} write(s) to the database failed; retrying`);
+        checks['store'] = false;
+      }
+      if (!keysOk) reasons.push('no upstream key is usable');
+      if (sharing !== undefined) {
         checks['redis'] = await sharing.cluster.redis.ping().then(
           () => true,
           () => false,
         );
-      return { ok: Object.values(checks).every(Boolean), checks };
+        if (!checks['redis']) reasons.push('Redis does not answer');
+        if (sharing.purse.isFenced()) {
+          checks['leases'] = false;
+          reasons.push('not spending leased credit until this instance is back among the live ones');
+        }
+      }
+      return {
+        ok: Object.values(checks).every(Boolean),
+        checks,
+        reasons,
+        ...(sharing !== undefined && { instance: sharing.instanceId }),
+      };
     },
     isDraining: () => draining,
   });

@@ -213,7 +213,8 @@ export class Meter {
   /**
    * Why the account cannot pay for `priced` now, in the order the gates have always answered:
    * balance below $1, HardLimit reached, no price, worst case above the balance, above HardLimit.
-   * `topUp` says how much more credit would lift a balance refusal, when the purse can get more.
+   * `topUp` says how much credit must be available here to lift a balance refusal, when the purse
+   * can get more.
    */
   private moneyRefusal(
     account: Account,
@@ -223,8 +224,9 @@ export class Meter {
     if (account.isRoot) return priced.kind === 'unpriced' ? unpricedRefusal(priced.model) : undefined;
     const available = this.purse.available(account, now);
     const reserve = priced.kind === 'priced' ? priced.reserve : 0;
+    // What must be reservable here in all (Purse.topUp takes the total, not the missing part).
     const topUp = (): Micros | undefined =>
-      this.purse.canTopUp ? Math.max(MIN_CALL_BALANCE, reserve) - available : undefined;
+      this.purse.canTopUp ? Math.max(MIN_CALL_BALANCE, reserve) : undefined;
     if (available < MIN_CALL_BALANCE)
       return { error: new GatewayError('insufficient_balance'), topUp: topUp() };
     if (account.month.cost >= account.hardLimit)

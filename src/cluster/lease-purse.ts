@@ -24,6 +24,9 @@ import type { Micros } from '../billing/money.js';
 import type { Purse, Shortfall } from '../billing/purse.js';
 import type { LeaseGrant, LeaseStore } from '../store/postgres/leases.js';
 
+/** Pause after a failed lease request before the store is asked again. */
+const STORE_RETRY_MS = 1_000;
+
 export interface LeasePurseOptions {
   readonly instanceId: string;
   readonly leases: LeaseStore;
@@ -52,6 +55,8 @@ interface LeaseState {
   acquiring: Promise<void> | undefined;
   /** Until when background refills wait (another instance asked for this account's credit). */
   quietUntil: number;
+  /** What top-ups waiting here want in all (an idle release leaves the account alone meanwhile). */
+  wanted: Micros;
 }
 
 export class LeasePurse implements Purse {
@@ -63,6 +68,8 @@ export class LeasePurse implements Purse {
   private readonly minLease: Micros;
   private readonly idleMs: number;
   private fenced = false;
+  /** After a failed lease request, no other is tried before this time (the store is away). */
+  private storeDownUntil = 0;
 
   constructor(private readonly opts: LeasePurseOptions) {
     this.clock = opts.clock ?? Date.now;
@@ -94,11 +101,22 @@ export class LeasePurse implements Purse {
   async topUp(account: Account, want: Micros): Promise<Shortfall | undefined> {
     if (this.fenced) return 'store';
     const st = this.state(account.id, this.clock());
+    // The store just failed: answer at once rather than make every request wait for it again.
+    if (this.clock() < this.storeDownUntil) return this.available(account) >= want ? undefined : 'store';
     st.lastUse = this.clock();
+    st.wanted += want;
+    try {
+      return await this.topUpHeld(account, st, want);
+    } finally {
+      st.wanted -= want;
+    }
+  }
+
+  private async topUpHeld(account: Account, st: LeaseState, want: Micros): Promise<Shortfall | undefined> {
     if (st.acquiring !== undefined) await st.acquiring;
     if (this.available(account) >= want) return undefined;
-    let grant = await this.acquire(account, st, this.target(st, want) - this.available(account));
-    if (grant === undefined) return 'store';
+    const first = await this.acquire(account, st, this.target(st, want) - this.available(account));
+    if (first === undefined) return 'store';
     if (this.available(account) >= want) return undefined;
     // The rest of the balance may sit in other instances' leases: ask for it, try once more.
     await this.opts
@@ -106,9 +124,12 @@ export class LeasePurse implements Purse {
       .catch((err: unknown) =>
         this.opts.log.warn({ err, account: account.id }, 'could not ask the other instances for credit'),
       );
-    grant = await this.acquire(account, st, want - this.available(account));
-    if (grant === undefined) return 'store';
-    return this.available(account) >= want ? undefined : (grant.bound ?? 'balance');
+    const second = await this.acquire(account, st, want - this.available(account));
+    if (second === undefined) return 'store';
+    if (this.available(account) >= want) return undefined;
+    // Granted in full yet short again: a recall from another instance contending for the same
+    // credit took it back meanwhile. Say which of the two bounds is the tighter one.
+    return second.bound ?? first.bound ?? tighterBound(account, second);
   }
 
   /** Another instance needs this account's credit: give back what no reservation here holds. */
@@ -123,7 +144,7 @@ export class LeasePurse implements Purse {
   async releaseIdle(accountOf: (id: number) => Account | undefined): Promise<void> {
     const now = this.clock();
     for (const [id, st] of this.states) {
-      if (now - st.lastUse < this.idleMs || st.acquiring !== undefined) continue;
+      if (now - st.lastUse < this.idleMs || st.acquiring !== undefined || st.wanted > 0) continue;
       const account = accountOf(id);
       await this.release(id, st, st.held - (account?.reserved ?? 0));
       if (st.held <= 0 && (account?.reserved ?? 0) === 0) this.states.delete(id);
@@ -145,6 +166,11 @@ export class LeasePurse implements Purse {
     for (const st of this.states.values()) st.held = 0;
   }
 
+  /** True while this instance may spend nothing from its leases (readiness says so). */
+  isFenced(): boolean {
+    return this.fenced;
+  }
+
   /** Back among the live, once this instance's earlier settlements are written. */
   unfence(): void {
     this.fenced = false;
@@ -160,7 +186,8 @@ export class LeasePurse implements Purse {
   }
 
   private refill(account: Account, st: LeaseState): void {
-    if (st.acquiring !== undefined || this.fenced || this.clock() < st.quietUntil) return;
+    const now = this.clock();
+    if (st.acquiring !== undefined || this.fenced || now < st.quietUntil || now < this.storeDownUntil) return;
     void this.acquire(account, st, this.target(st, 0) - this.available(account));
   }
 
@@ -183,6 +210,7 @@ export class LeasePurse implements Purse {
           return grant;
         },
         (err: unknown) => {
+          this.storeDownUntil = this.clock() + STORE_RETRY_MS;
           this.opts.log.error({ err, account: account.id }, 'could not lease credit from the store');
           return undefined;
         },
@@ -210,9 +238,14 @@ export class LeasePurse implements Purse {
   private state(id: number, now: number): LeaseState {
     let st = this.states.get(id);
     if (st === undefined) {
-      st = { held: 0, rate: 0, lastUse: now, acquiring: undefined, quietUntil: 0 };
+      st = { held: 0, rate: 0, lastUse: now, acquiring: undefined, quietUntil: 0, wanted: 0 };
       this.states.set(id, st);
     }
     return st;
   }
+}
+
+/** Which bound leaves less to spend, by the store's figures of a grant. */
+function tighterBound(account: Account, grant: LeaseGrant): Shortfall {
+  return account.hardLimit - grant.monthCost < grant.balance ? 'hard-limit' : 'balance';
 }

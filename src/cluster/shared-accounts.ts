@@ -28,6 +28,7 @@ import type {
 import { loadSome } from '../accounts/load-accounts.js';
 import type { Calendar } from '../billing/calendar.js';
 import { GatewayError } from '../errors/catalogue.js';
+import { orUnavailable } from '../store/or-unavailable.js';
 import type { Database } from '../store/schema.js';
 import { accountRow, type LedgerRow, type StateWriter } from '../store/state-writer.js';
 import type { LeasePurse } from './lease-purse.js';
@@ -56,12 +57,31 @@ export class SharedAccounts implements AccountUnit {
   constructor(private readonly deps: SharedAccountsDeps) {}
 
   async run<T extends Outcome>(plan: UnitPlan, change: (view: UnitView) => T): Promise<T> {
-    const { db, registry } = this.deps;
     const ids = [...new Set(plan.touch)].sort((a, b) => a - b);
-    if (plan.money === true) await this.recallAll(ids);
     const period = this.deps.calendar.periodOf(this.deps.clock());
     let changed: number[] = [];
-    const result = await db.transaction().execute(async (trx) => {
+    const result = await orUnavailable(
+      async () => {
+        if (plan.money === true) await this.recallAll(ids);
+        return this.transact(plan, ids, period, change, (c) => (changed = c));
+      },
+      this.deps.log,
+      'account change',
+    );
+    // In effect everywhere, this instance included (its own handler reloads from the store).
+    for (const id of changed) await this.deps.announce({ topic: 'account', id });
+    return result;
+  }
+
+  private transact<T extends Outcome>(
+    plan: UnitPlan,
+    ids: readonly number[],
+    period: ReturnType<Calendar['periodOf']>,
+    change: (view: UnitView) => T,
+    done: (changed: number[]) => void,
+  ): Promise<T> {
+    const { db, registry } = this.deps;
+    return db.transaction().execute(async (trx) => {
       const names = plan.names ?? [];
       const emails = plan.emails ?? [];
       if (names.length + emails.length > 0 || plan.create === true)
@@ -75,12 +95,9 @@ export class SharedAccounts implements AccountUnit {
       const view = new TxView(registry, copies, taken, newId);
       const r = change(view);
       if (!r.ok) return r;
-      changed = await write(trx, view);
+      done(await write(trx, view));
       return r;
     });
-    // In effect everywhere, this instance included (its own handler reloads from the store).
-    for (const id of changed) await this.deps.announce({ topic: 'account', id });
-    return result;
   }
 
   /**
@@ -121,12 +138,18 @@ export class SharedAccounts implements AccountUnit {
   /** The money of `accounts` as the store has it, with this instance's settlements written first. */
   async fresh(accounts: readonly Account[]): Promise<void> {
     if (accounts.length === 0) return;
-    await this.deps.writer.flush();
     const period = this.deps.calendar.periodOf(this.deps.clock());
-    const fresh = await loadSome(
-      this.deps.db,
-      accounts.map((a) => a.id),
-      period,
+    const fresh = await orUnavailable(
+      async () => {
+        await this.deps.writer.flush();
+        return loadSome(
+          this.deps.db,
+          accounts.map((a) => a.id),
+          period,
+        );
+      },
+      this.deps.log,
+      'fresh balance',
     );
     for (const a of accounts) {
       const f = fresh.get(a.id);

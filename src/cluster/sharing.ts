@@ -137,7 +137,11 @@ export async function startSharing(opts: {
     if (account === undefined) return;
     // What was spent here stays leased in the store until its settlement is written: write it,
     // so the asker sees the balance left and only in-flight reservations still leased.
-    await hooks?.flush();
+    // With the store away the flush fails: give back what is unused all the same (the release
+    // fails too and is counted as ours again); the asker is answered either way.
+    await hooks
+      ?.flush()
+      .catch((err: unknown) => log.warn({ err }, 'could not write settlements before giving credit back'));
     await leasePurse.giveBack(account);
   });
   cluster.broadcast.on('account', async (n) => {

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Account } from '../accounts/account.js';
 import type { UsersDeps } from '../admin/users-deps.js';
 import { GatewayError } from '../errors/catalogue.js';
+import { orUnavailable } from '../store/or-unavailable.js';
 import { sendJson } from '../http/send-json.js';
 import { billingUsage, parseDateRange } from './billing-usage.js';
 import { billingSubscription, creditGrants } from './subscription.js';
@@ -38,8 +39,14 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
     async (deps, caller, url) => {
       const range = parseDateRange(queryOf(url));
       // Requests settled but still waiting in the write batch must be in the answer.
-      await deps.writer.flush();
-      return billingUsage(deps.db, deps.calendar, caller.id, range);
+      return orUnavailable(
+        async () => {
+          await deps.writer.flush();
+          return billingUsage(deps.db, deps.calendar, caller.id, range);
+        },
+        deps.log,
+        'usage report',
+      );
     },
   ],
   [

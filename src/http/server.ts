@@ -29,7 +29,14 @@ export interface ServerDeps {
   readonly cors: Cors;
   readonly clientAddress: ClientAddress;
   readonly pages: StaticFiles | undefined;
-  readonly ready: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
+  readonly ready: () => Promise<{
+    ok: boolean;
+    checks: Record<string, boolean>;
+    /** This instance's id among several (its row in `instances`, its leases). */
+    instance?: string;
+    /** Why it is not ready, in words (absent when ready). */
+    reasons?: readonly string[];
+  }>;
   readonly isDraining: () => boolean;
 }
 
@@ -98,7 +105,9 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
     const r = await deps.ready();
     return sendJson(res, r.ok && !deps.isDraining() ? 200 : 503, {
       status: r.ok ? 'ready' : 'not ready',
+      ...(r.instance !== undefined && { instance: r.instance }),
       ...r.checks,
+      ...(r.reasons !== undefined && r.reasons.length > 0 && { reasons: r.reasons }),
     });
   }
   if (pathname === '/metrics' && req.method === 'GET') {

@@ -31,6 +31,7 @@ export class StateWriter {
   private running: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
+  private retryAt = 0;
   private countFlushPending = false;
 
   constructor(
@@ -54,7 +55,12 @@ export class StateWriter {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.flush(), this.opts.flushIntervalMs);
+    this.timer = setInterval(() => {
+      // While the store fails, timed flushes back off (up to 2 s apart) instead of hammering it;
+      // flushes asked for explicitly still try at once.
+      if (this.failures > 0 && Date.now() < this.retryAt) return;
+      void this.flush().catch(() => undefined);
+    }, this.opts.flushIntervalMs);
     this.timer.unref();
   }
 
@@ -133,6 +139,7 @@ export class StateWriter {
       for (const o of snap.objects) if (!this.objects.has(o.id)) this.objects.set(o.id, o);
       // Put the rows back in front so nothing settled is lost.
       this.failures++;
+      this.retryAt = Date.now() + Math.min(2_000, 100 * 2 ** Math.min(this.failures, 5));
       this.ledger = [...snap.ledger, ...this.ledger];
       this.usage = [...snap.usage, ...this.usage];
       this.deleted = [...snap.deleted, ...this.deleted];

@@ -78,6 +78,14 @@ export function createPool(c: PostgresConnection, log: Logger, opts: PoolOptions
   pool.on('error', (err) => {
     log.warn({ err: { message: err.message }, store: describeConnection(c) }, 'PostgreSQL connection lost');
   });
+  // A connection checked out between two statements (inside a transaction) has no listener of
+  // the pool's: a reset there would be an unhandled 'error' and end the process. The statement
+  // in progress or the next one fails instead, and the pool drops the broken connection.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => {
+      log.debug({ err: { message: err.message } }, 'PostgreSQL connection error while checked out');
+    });
+  });
   return pool;
 }
 
