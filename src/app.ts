@@ -29,7 +29,9 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { LocalAccountUnit, type AccountUnit } from './accounts/account-unit.js';
 import { redisSettingsFromConfig } from './cluster/cluster.js';
 import { SharedAccounts } from './cluster/shared-accounts.js';
-import { startSharing, type Sharing } from './cluster/sharing.js';
+import { createFollowClaims } from './cluster/follow-claims.js';
+import { RedisObjectDirectory } from './cluster/object-directory.js';
+import { startSharing, type Sharing, type SharingHooks } from './cluster/sharing.js';
 import { claimSoleInstance, type InstanceHeartbeat } from './store/instances.js';
 import { openStore, type Store } from './store/store.js';
 import { StateWriter } from './store/state-writer.js';
@@ -178,14 +180,15 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
           },
         });
   const unit: AccountUnit = shared ?? new LocalAccountUnit(registry, writer, log);
-  sharing?.attach({
+  const hooks: SharingHooks = {
     reloadAccount: (id) => shared?.reload(id) ?? Promise.resolve(),
     reloadAccounts: () => shared?.reloadAll() ?? Promise.resolve(),
     reloadKey: (id) => pool.reloadKey(id),
     reloadKeys: () => pool.reloadKeys(),
     account: (id) => registry.get(id),
     flush: () => writer.flush(),
-  });
+  };
+  sharing?.attach(hooks);
   // Notices that came before the hooks were attached were dropped: read what they announced.
   if (sharing !== undefined) await pool.reloadKeys();
   const generatedRootKey = await ensureRoot(config, registry, unit, secrets, calendar, clock, log);
@@ -226,8 +229,27 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     deadlineMs: config.upstreamTimeoutMs,
     attemptTimeoutMs: config.upstreamAttemptTimeoutMs,
   };
-  const objects = new ObjectRegistry(createObjectRepository(store.db), writer);
+  // Several instances: objects made elsewhere are known through Redis before their rows are
+  // written (kept well past a flush, and found in the store after that).
+  const objects = new ObjectRegistry(createObjectRepository(store.db), writer, {
+    directory:
+      sharing === undefined
+        ? undefined
+        : new RedisObjectDirectory(sharing.cluster.redis, {
+            ttlMs: Math.max(600_000, 60 * config.flushIntervalMs),
+            recentMs: Math.max(30_000, 20 * config.flushIntervalMs),
+            log,
+          }),
+  });
   const follower = new Follower({
+    claims:
+      sharing === undefined
+        ? undefined
+        : createFollowClaims({
+            db: store.db,
+            instanceId: sharing.instanceId,
+            liveInstances: () => sharing.cluster.heartbeat.liveInstances(),
+          }),
     registry: objects,
     accounts: registry,
     meter,
@@ -239,8 +261,21 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     intervalMs: config.followIntervalMs,
     clock,
   });
+  sharing?.attach({
+    ...hooks,
+    claimFollowsOf: (id) => follower.claimFrom(id),
+    claimAbandonedFollows: () => follower.claimAbandoned(),
+  });
   // Open batches and background responses hold their reservations again before traffic starts.
-  await follower.resume();
+  // (Several instances: those no live instance follows. Redis unreadable now: the janitor
+  // takes them over once it answers.)
+  if (sharing === undefined) await follower.resume();
+  else
+    await follower
+      .resume()
+      .catch((err: unknown) =>
+        log.warn({ err }, 'could not take over abandoned follows yet; retrying later'),
+      );
   follower.start();
   const tenancy: TenancyDeps = {
     endpoints: new EndpointGate({

@@ -312,6 +312,16 @@ export class Meter {
     };
   }
 
+  /**
+   * Makes what the account's reservations hold spendable here, when the purse can get more credit
+   * (several instances: a lease for work taken over from an instance that died, whose leases went
+   * back to the account). Best effort: what could not be leased is absorbed at settlement.
+   */
+  async cover(account: Account): Promise<void> {
+    if (!this.purse.canTopUp || account.isRoot) return;
+    await this.purse.topUp(account, 0);
+  }
+
   /** Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes. */
   settle(ticket: Ticket, end: RequestEnd): Micros {
     if (ticket.settled) return 0;

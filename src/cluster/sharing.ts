@@ -35,6 +35,10 @@ export interface SharingHooks {
   readonly account: (id: number) => Account | undefined;
   /** Writes every settlement queued so far (before leasing again after a fence). */
   readonly flush: () => Promise<void>;
+  /** Takes over the open follows (batches, background responses) of an instance that died. */
+  readonly claimFollowsOf?: (instanceId: string) => Promise<number>;
+  /** Takes over the open follows no live instance holds (a restart of the whole cluster). */
+  readonly claimAbandonedFollows?: () => Promise<number>;
 }
 
 export interface Sharing {
@@ -71,7 +75,7 @@ export async function startSharing(opts: {
 }): Promise<Sharing> {
   const { store, log, clock } = opts;
   const money = store.shared;
-  const row: InstanceHeartbeat = await joinInstances(store.instances, log);
+  const row: InstanceHeartbeat = await joinInstances(store.instances, store.location, log);
   const instanceId = row.self.id;
   let hooks: SharingHooks | undefined;
   const fenceAfterMs = opts.fenceAfterMs ?? 2_500;
@@ -115,6 +119,8 @@ export async function startSharing(opts: {
     onInstanceDead: async (dead) => {
       const accounts = await money.leases.reclaim(dead);
       log.warn({ instance: dead, accounts }, 'reclaimed the credit leases of a dead instance');
+      const follows = (await hooks?.claimFollowsOf?.(dead)) ?? 0;
+      if (follows > 0) log.warn({ instance: dead, follows }, 'took over the open follows of a dead instance');
     },
   }).catch(async (err: unknown) => {
     await row.stop().catch(() => undefined);
@@ -188,6 +194,7 @@ export async function startSharing(opts: {
         const n = await money.leases.reclaim(id);
         log.warn({ instance: id, accounts: n }, 'reclaimed the credit leases of an instance gone for good');
       }
+      await hooks?.claimAbandonedFollows?.();
     })().catch((err: unknown) => log.error({ err }, 'lease janitor failed'));
   }, JANITOR_MS);
   janitor.unref();

@@ -29,6 +29,7 @@ import {
   afterAnswer,
   NO_PLAN,
   planAnswer,
+  recordOnSight,
   reserveBatch,
   type AnswerPlan,
   type TenancyDeps,
@@ -158,11 +159,20 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
             adopted = await afterAnswer(deps.tenancy, c);
           }
         : undefined;
+    // Several instances: a streamed object is published as soon as its id goes by.
+    const onId =
+      classified === undefined || sent.kind !== 'stream'
+        ? undefined
+        : recordOnSight(deps.tenancy, { account, classified, scope, req: parsed.req }, plan, {
+            status: sent.response.statusCode,
+            key: sent.key,
+          });
     const end = await deliver(res, sent, {
       stripUsageChunk: parsed.req.stripUsageChunk,
       headers,
       plan,
       record,
+      onId,
     });
     if (!adopted) settleAfter(deps, ticket, end, started);
   } catch (err: unknown) {
@@ -193,6 +203,8 @@ async function deliver(
     plan: AnswerPlan;
     /** Records what the answer did to the caller's objects (absent when it does nothing). */
     record: ((r: RelayResult) => Promise<void>) | undefined;
+    /** Called when a streamed answer's created id goes by (several instances). */
+    onId: ((id: string) => void) | undefined;
   },
 ): Promise<RequestEnd> {
   const { headers, plan, record } = opts;
@@ -211,6 +223,7 @@ async function deliver(
           stripUsageChunk: opts.stripUsageChunk,
           headers,
           scanId: plan.scanId,
+          onId: opts.onId,
         });
         if (record !== undefined) await record(r);
       }

@@ -37,6 +37,8 @@ export async function relayResponse(
     headers: Readonly<Record<string, string>>;
     /** Id prefix of the object this answer creates (`resp_`, `file-`): find and return its id. */
     scanId?: string | undefined;
+    /** Called once when the created id goes by in a stream (before the stream ends). */
+    onId?: ((id: string) => void) | undefined;
   },
 ): Promise<RelayResult> {
   const headers = clientHeaders(upstream.headers, opts.headers);
@@ -55,7 +57,7 @@ export async function relayResponse(
   if (sse) res.flushHeaders();
 
   // A stream's created id is found on the way; a JSON answer's in the captured body afterwards.
-  const scanner = sse && opts.scanId !== undefined ? new CreatedIdScanner(opts.scanId) : undefined;
+  const scanner = sse && opts.scanId !== undefined ? new CreatedIdScanner(opts.scanId, opts.onId) : undefined;
   const relayed = await pump(res, upstream, tracker, capture, scanner);
   const end = relayed.end;
   let bytes = relayed.bytes;

@@ -1,14 +1,14 @@
 /**
- * Which gateway processes use a shared store, and the rule that only one may for now.
+ * Which gateway processes use a shared store, and who may start beside whom.
  *
- * Each instance has a row in `instances` (id, host, pid, started_at, heartbeat_at) and refreshes
- * its heartbeat every HEARTBEAT_INTERVAL_MS while it runs; a graceful stop deletes the row. A row
- * silent for longer than STALE_AFTER_MS belongs to a dead instance (a crash, kill -9) and is
- * forgotten at the next registration. Times are the store server's clock, so hosts with skewed
- * clocks still agree. The store implements the table (`InstanceLiveness`); the policies live here:
- * today `claimSoleInstance` refuses a second instance, because every instance keeps balances in
- * memory and two would overwrite each other's money. The multi-instance work registers with a
- * policy that admits others, and reuses the heartbeat as it is.
+ * Each instance has a row in `instances` (id, host, pid, mode, started_at, heartbeat_at) and
+ * refreshes its heartbeat every HEARTBEAT_INTERVAL_MS while it runs; a graceful stop deletes the
+ * row. A row silent for longer than STALE_AFTER_MS belongs to a dead instance (a crash, kill -9)
+ * and is forgotten at the next registration. Times are the store server's clock, so hosts with
+ * skewed clocks still agree. The store implements the table (`InstanceLiveness`); the policies
+ * live here: an instance without Redis keeps balances in its memory and must be alone
+ * (`claimSoleInstance`); instances with Redis share money through leases and admit each other,
+ * never one running alone (`joinInstances`).
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -24,10 +24,14 @@ export const HEARTBEAT_INTERVAL_MS = 5_000;
  */
 export const STALE_AFTER_MS = 20_000;
 
+/** Alone on the store (balances in its memory), or one of several sharing it through Redis. */
+export type InstanceMode = 'sole' | 'shared';
+
 export interface InstanceIdentity {
   readonly id: string;
   readonly host: string;
   readonly pid: number;
+  readonly mode: InstanceMode;
 }
 
 export interface LiveInstance extends InstanceIdentity {
@@ -62,8 +66,8 @@ export interface HeartbeatOptions {
 }
 
 /** This process's identity: a fresh id per start, so a restart is a new instance. */
-export function newIdentity(): InstanceIdentity {
-  return { id: randomUUID(), host: hostname(), pid: process.pid };
+export function newIdentity(mode: InstanceMode): InstanceIdentity {
+  return { id: randomUUID(), host: hostname(), pid: process.pid, mode };
 }
 
 /** Keeps one registered instance's heartbeat fresh until `stop()`, which deletes its row. */
@@ -130,14 +134,16 @@ export async function claimSoleInstance(
     intervalMs: opts.intervalMs ?? HEARTBEAT_INTERVAL_MS,
     staleAfterMs: opts.staleAfterMs ?? STALE_AFTER_MS,
   };
-  const self = newIdentity();
+  const self = newIdentity('sole');
   const sole = (others: readonly LiveInstance[]): boolean => others.length === 0;
   const { registered, others } = await liveness.register(self, full.staleAfterMs, sole);
   if (!registered) {
     throw new StoreStartupError(
       `${refusalText(others, 'running')} on ${location}. ` +
-        'Only one instance per database is supported for now. Stop it first; if it crashed, ' +
-        `start again once its last heartbeat is more than ${full.staleAfterMs / 1000} s old.`,
+        'Without REDIS_ADDR an instance must be alone on its database (its balances live in its ' +
+        'memory): to run several, give every instance the same REDIS_ADDR; otherwise stop the ' +
+        `other one first. If it crashed, start again once its last heartbeat is more than ` +
+        `${full.staleAfterMs / 1000} s old.`,
     );
   }
   const heartbeat = new InstanceHeartbeat(liveness, self, sole, log, full);
@@ -160,6 +166,7 @@ function refusalText(others: readonly LiveInstance[], verb: string): string {
  */
 export async function joinInstances(
   liveness: InstanceLiveness,
+  location: string,
   log: Logger,
   opts: HeartbeatOptions = {},
 ): Promise<InstanceHeartbeat> {
@@ -167,10 +174,20 @@ export async function joinInstances(
     intervalMs: opts.intervalMs ?? HEARTBEAT_INTERVAL_MS,
     staleAfterMs: opts.staleAfterMs ?? STALE_AFTER_MS,
   };
-  const self = newIdentity();
-  const everyone = (): boolean => true;
-  await liveness.register(self, full.staleAfterMs, everyone);
-  const heartbeat = new InstanceHeartbeat(liveness, self, everyone, log, full);
+  const self = newIdentity('shared');
+  // Never beside an instance running alone: its balances live in its memory, unleased.
+  const sharing = (others: readonly LiveInstance[]): boolean => others.every((o) => o.mode === 'shared');
+  const { registered, others } = await liveness.register(self, full.staleAfterMs, sharing);
+  if (!registered) {
+    const alone = others.filter((o) => o.mode === 'sole');
+    throw new StoreStartupError(
+      `${refusalText(alone, 'running alone (without REDIS_ADDR)')} on ${location}. ` +
+        'Instances sharing a database all need REDIS_ADDR: stop it and start it again with ' +
+        `REDIS_ADDR set; if it crashed, start again once its last heartbeat is more than ` +
+        `${full.staleAfterMs / 1000} s old.`,
+    );
+  }
+  const heartbeat = new InstanceHeartbeat(liveness, self, sharing, log, full);
   heartbeat.start();
   return heartbeat;
 }

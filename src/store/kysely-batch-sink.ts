@@ -4,9 +4,35 @@
  * (sqlite/batch-sink.ts, postgres/batch-sink.ts); this one is the reference the contract tests
  * run beside them on every backend, and a starting point for another kind of sink.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Batch, BatchSink } from './batch-sink.js';
 import type { Database } from './schema.js';
+
+/** The columns of an object's settlement state: they change together. */
+const FOLLOW_STATE = ['follow', 'reserved', 'request_id', 'model', 'price_percent'] as const;
+
+/**
+ * The `on conflict (id) do update set` clause of every sink's object upsert (SQLite and
+ * PostgreSQL alike). Several instances may write rows of one object from their own view of it (an
+ * instance deletes an object another one created or follows), so the stored row only moves
+ * forward: a deletion is never undone, a settled follow neither reopens nor loses its state, an
+ * open follow is not cleared by a row that never knew it, and the owner of a follow, once written,
+ * changes only through a claim (cluster/follow-claims.ts). One instance makes no other transition,
+ * so there this is the plain upsert it always was.
+ */
+export function objectConflictSet(columns: readonly string[]): string {
+  const keep = "objects.follow = 'done' or excluded.follow is null";
+  return columns
+    .filter((c) => c !== 'id')
+    .map((c) => {
+      if (c === 'deleted_at') return 'deleted_at = coalesce(objects.deleted_at, excluded.deleted_at)';
+      if (c === 'follow_owner') return 'follow_owner = coalesce(objects.follow_owner, excluded.follow_owner)';
+      if ((FOLLOW_STATE as readonly string[]).includes(c))
+        return `${c} = case when ${keep} then objects.${c} else excluded.${c} end`;
+      return `${c} = excluded.${c}`;
+    })
+    .join(', ');
+}
 
 export function createKyselyBatchSink(db: Kysely<Database>): BatchSink {
   return {
@@ -64,7 +90,7 @@ export function createKyselyBatchSink(db: Kysely<Database>): BatchSink {
           await trx
             .insertInto('objects')
             .values(o)
-            .onConflict((oc) => oc.column('id').doUpdateSet(withoutId(o)))
+            .onConflict((oc) => oc.column('id').doUpdateSet(objectMerge(o)))
             .execute();
         }
       });
@@ -72,8 +98,26 @@ export function createKyselyBatchSink(db: Kysely<Database>): BatchSink {
   };
 }
 
-function withoutId<T extends { id: unknown }>(row: T): Omit<T, 'id'> {
-  const copy: Partial<T> = { ...row };
-  delete copy.id;
-  return copy as Omit<T, 'id'>;
+/** `objectConflictSet` as Kysely update values, for the columns of `row`. */
+function objectMerge(row: Batch['objects'][number]) {
+  const keep = sql<boolean>`objects.follow = 'done' or excluded.follow is null`;
+  const state = <C extends (typeof FOLLOW_STATE)[number]>(c: C) =>
+    sql<
+      Batch['objects'][number][C]
+    >`case when ${keep} then ${sql.ref(`objects.${c}`)} else ${sql.ref(`excluded.${c}`)} end`;
+  return {
+    kind: row.kind,
+    account_id: row.account_id,
+    key_id: row.key_id,
+    key_group: row.key_group,
+    tag: row.tag,
+    created_at: row.created_at,
+    deleted_at: sql<number | null>`coalesce(objects.deleted_at, excluded.deleted_at)`,
+    follow: state('follow'),
+    reserved: state('reserved'),
+    request_id: state('request_id'),
+    model: state('model'),
+    price_percent: state('price_percent'),
+    follow_owner: sql<string | null>`coalesce(objects.follow_owner, excluded.follow_owner)`,
+  };
 }

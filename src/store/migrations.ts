@@ -207,6 +207,25 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
         await db.schema.createIndex('leases_instance').on('leases').column('instance_id').execute();
       },
     },
+    '0006_follow_claims': {
+      async up(db: Kysely<unknown>) {
+        // Several instances: the one that follows each open batch or background response (its
+        // instance id), so that exactly one polls and settles it; a survivor takes over the open
+        // follows of an instance that died (tenancy/follower.ts, cluster/follow-claims.ts). Null on
+        // one instance, which follows every open follow itself.
+        await db.schema.alterTable('objects').addColumn('follow_owner', text).execute();
+      },
+    },
+    '0007_instance_mode': {
+      async up(db: Kysely<unknown>) {
+        // Whether an instance runs alone (no Redis: its balances live in its memory) or shares the
+        // store with others (leases): neither kind may start while the other kind is live.
+        await db.schema
+          .alterTable('instances')
+          .addColumn('mode', text, (c) => c.notNull().defaultTo('sole'))
+          .execute();
+      },
+    },
   };
 }
 

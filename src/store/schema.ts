@@ -124,6 +124,11 @@ export interface ObjectsTable {
   request_id: string | null;
   model: string | null;
   price_percent: number | null;
+  /**
+   * The instance that follows the open work (several instances; null on one). Written with the
+   * object, moved only by a claim (an UPDATE from a dead owner); batch writes never change it.
+   */
+  follow_owner: string | null;
 }
 
 /** A gateway process using the database, and when it last proved it is alive (server time, ms). */
@@ -133,6 +138,8 @@ export interface InstancesTable {
   pid: number;
   started_at: number;
   heartbeat_at: number;
+  /** 'sole' (alone, balances in its memory) or 'shared' (one of several, with Redis). */
+  mode: Generated<string>;
 }
 
 /** A slice of an account's balance one instance may spend locally (several instances). */

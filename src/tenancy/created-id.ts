@@ -37,12 +37,18 @@ function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
-/** Feeds a streamed answer chunk by chunk until the created id is found. */
+/**
+ * Feeds a streamed answer chunk by chunk until the created id is found; `onFound` (optional) is
+ * called once, with the id, from the `push` that found it.
+ */
 export class CreatedIdScanner {
   private carry: Buffer | undefined;
   private found: string | undefined;
 
-  constructor(private readonly prefix: string) {}
+  constructor(
+    private readonly prefix: string,
+    private readonly onFound?: ((id: string) => void) | undefined,
+  ) {}
 
   get id(): string | undefined {
     return this.found;
@@ -53,5 +59,6 @@ export class CreatedIdScanner {
     const data = this.carry === undefined ? chunk : Buffer.concat([this.carry, chunk]);
     this.found = findCreatedId(data, this.prefix);
     this.carry = data.length > CARRY ? Buffer.from(data.subarray(data.length - CARRY)) : data;
+    if (this.found !== undefined) this.onFound?.(this.found);
   }
 }

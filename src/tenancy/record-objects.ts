@@ -59,6 +59,9 @@ export function recordObjects(
   // An id the gateway already gave to someone else keeps its owner, whatever upstream answered.
   const known = registry.peek(answer.createdId);
   if (known !== undefined && known.accountId !== account.id) return undefined;
+  // Recorded already when its id went by in a stream (several instances): the same record.
+  if (registry.shared && known?.kind === kind && known.keyId === answer.key.id && known.deletedAt === null)
+    return known;
   const rec: ObjectRecord = {
     id: answer.createdId,
     kind,
@@ -97,13 +100,14 @@ function tagOf(
  * fine-tuning job's result files and fine-tuned model — become the parent's owner's, held by the
  * same key, the first time the gateway sees them (in an answer, a list, or the follower's poll):
  * otherwise nobody could download a batch's results, and everybody could use a tenant's model.
+ * Returns the records it added (to wait until other instances can find them: `whenShared`).
  */
 export async function adoptDerived(
   registry: ObjectRegistry,
   parent: ObjectRecord,
   obj: Record<string, unknown>,
   now: number,
-): Promise<void> {
+): Promise<ObjectRecord[]> {
   const found: Array<{ id: string; kind: ObjectKind }> = [];
   const add = (v: unknown, kind: ObjectKind): void => {
     for (const id of Array.isArray(v) ? v : [v]) {
@@ -114,9 +118,10 @@ export async function adoptDerived(
   add(obj['error_file_id'], 'file');
   add(obj['result_files'], 'file');
   if (parent.kind === 'fine_tuning_job') add(obj['fine_tuned_model'], 'model');
+  const added: ObjectRecord[] = [];
   for (const { id, kind } of found) {
     if ((await registry.get(id)) !== undefined) continue;
-    registry.add({
+    const rec: ObjectRecord = {
       id,
       kind,
       accountId: parent.accountId,
@@ -126,8 +131,11 @@ export async function adoptDerived(
       tag: null,
       deletedAt: null,
       follow: null,
-    });
+    };
+    registry.add(rec);
+    added.push(rec);
   }
+  return added;
 }
 
 /** The JSON object of an answer, when it is one (and small enough to parse on the side). */

@@ -5,6 +5,12 @@
  * paging: `limit`, `after`, `before`, `order`); each object is then fetched from upstream by id
  * with the key that holds it, so what the client sees is always current (a batch's status, a
  * vector store's file counts). An object upstream no longer has is marked deleted and skipped.
+ *
+ * Several instances: the page is the store's, after this instance's writer flushed, merged with
+ * the objects the directory saw created on any instance within its recent window (another
+ * instance may not have written them yet), so a list answered anywhere includes an object whose
+ * creation was answered before it. Objects deleted elsewhere a moment ago are skipped when
+ * upstream no longer has them, as above.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Account } from '../accounts/account.js';
@@ -63,15 +69,18 @@ export async function serveList(
   // One cancel per read (a Cancel holds one hook); the client leaving aborts them all.
   const reads = new CancelGroup();
   cancel.onAbort(() => reads.abort());
+  const derived: ObjectRecord[] = [];
   const fetched = await mapLimited(page, FETCH_CONCURRENCY, async (rec) => {
     const own = reads.create();
     try {
-      return await fetchObject(deps, rec, clientHeaders, own);
+      return await fetchObject(deps, rec, clientHeaders, own, derived);
     } finally {
       reads.release(own);
     }
   });
   cancel.onAbort(undefined);
+  // Several instances: result files the page reveals are published before the client sees them.
+  await deps.registry.whenShared(derived)?.catch(() => undefined);
   const filters = metadataFilters(query);
   const data = fetched.filter(
     (o): o is Record<string, unknown> => o !== undefined && matchesMetadata(o, filters),
@@ -118,6 +127,7 @@ async function fetchObject(
   rec: ObjectRecord,
   clientHeaders: IncomingHttpHeaders,
   cancel: Cancel,
+  derived: ObjectRecord[],
 ): Promise<Record<string, unknown> | undefined> {
   const base = OBJECT_KINDS[rec.kind].byId;
   if (base === undefined) return undefined;
@@ -143,7 +153,7 @@ async function fetchObject(
   if (sent.kind !== 'stream') return undefined;
   const raw = await readCapped(sent.response.body, MAX_OBJECT_BYTES);
   const obj = jsonObject(raw);
-  if (obj !== undefined) await adoptDerived(deps.registry, rec, obj, deps.clock());
+  if (obj !== undefined) derived.push(...(await adoptDerived(deps.registry, rec, obj, deps.clock())));
   return obj;
 }
 

@@ -14,7 +14,7 @@ import type { EndpointGate } from './endpoint-gate.js';
 import type { Classified } from './classify.js';
 import { FOLLOWED_PATHS, type Follower } from './follower.js';
 import { noSuchObject } from './object-kinds.js';
-import type { ObjectRegistry } from './object-registry.js';
+import type { ObjectRecord, ObjectRegistry } from './object-registry.js';
 import type { Scope } from './object-scope.js';
 import { adoptDerived, answerObject, createdPrefix, recordObjects, type Answer } from './record-objects.js';
 import type { ListDeps } from './serve-list.js';
@@ -79,7 +79,9 @@ export interface AnswerPlan {
   /**
    * Read the whole answer and record it before the client sees it: a background response or a
    * batch (work billed later), reads of a batch or fine-tuning job (the result files they name must
-   * be the owner's before the owner asks for them), and answers that are rewritten.
+   * be the owner's before the owner asks for them), and answers that are rewritten. On several
+   * instances also every JSON answer that creates or deletes an object: the client may send its
+   * next request to another instance, which must already find the object (or its deletion).
    */
   readonly hold: boolean;
   /** Rewrites the answer before it leaves (the models list without other tenants' models). */
@@ -112,8 +114,37 @@ export function planAnswer(
       rewrite !== undefined ||
       (classified.route.background === true && req.json?.['background'] === true) ||
       parent?.kind === 'batch' ||
-      parent?.kind === 'fine_tuning_job');
+      parent?.kind === 'fine_tuning_job' ||
+      // Several instances: published before the id (or the deletion) reaches the client. A JSON
+      // answer is read whole by the client anyway; holding it costs one Redis round trip.
+      (t.registry.shared && (scanId !== undefined || (action.kind === 'delete' && parent !== undefined))));
   return { scanId, hold, rewrite, record };
+}
+
+/**
+ * Several instances, a streamed answer that creates an object (`stream: true` with `store`): the
+ * callback the relay calls when the created id goes by, which records and publishes the object at
+ * once, long before the stream ends, so that another instance finds it as soon as the client
+ * could name it. Undefined on one instance (the object is recorded when the answer ends, as
+ * always) and when the answer creates nothing. `afterAnswer` finds the same record afterwards.
+ */
+export function recordOnSight(
+  t: TenancyDeps,
+  c: Pick<AnswerContext, 'account' | 'classified' | 'scope' | 'req'>,
+  plan: AnswerPlan,
+  answer: { readonly status: number; readonly key: Answer['key'] },
+): ((id: string) => void) | undefined {
+  if (!t.registry.shared || plan.scanId === undefined || plan.hold) return undefined;
+  if (answer.status < 200 || answer.status >= 300) return undefined;
+  return (id) => {
+    const created = { ...answer, createdId: id, body: undefined };
+    try {
+      recordObjects(t.registry, c.account, c.classified, c.scope, c.req, created, t.clock());
+    } catch (err: unknown) {
+      // Never into the relay: the object is recorded when the answer ends anyway.
+      t.onWriteError(err);
+    }
+  };
 }
 
 export interface AnswerContext {
@@ -139,14 +170,16 @@ export async function afterAnswer(t: TenancyDeps, c: AnswerContext): Promise<boo
   const rec = recordObjects(t.registry, c.account, c.classified, c.scope, c.req, c.answer, now);
   // A batch or fine-tuning job read through the gateway hands its result files to its owner.
   const parent = rec ?? c.scope.pathObjects[c.scope.pathObjects.length - 1];
-  if (
-    (parent?.kind === 'batch' || parent?.kind === 'fine_tuning_job') &&
-    c.answer.status >= 200 &&
-    c.answer.status < 300
-  ) {
+  const ok = c.answer.status >= 200 && c.answer.status < 300;
+  let derived: ObjectRecord[] = [];
+  if ((parent?.kind === 'batch' || parent?.kind === 'fine_tuning_job') && ok) {
     const obj = answerObject(c.answer.body);
-    if (obj !== undefined) await adoptDerived(t.registry, parent, obj, now);
+    if (obj !== undefined) derived = await adoptDerived(t.registry, parent, obj, now);
   }
+  // Several instances: what the answer created or deleted is published while the flush below
+  // runs; both are done before a held answer leaves (undefined on one instance).
+  const deleted = ok && c.classified.route.action.kind === 'delete' ? parent : undefined;
+  const shared = t.registry.whenShared([rec, deleted, ...derived])?.catch(t.onWriteError);
   let followed = false;
   let adopted = false;
   if (c.work !== undefined) {
@@ -177,6 +210,7 @@ export async function afterAnswer(t: TenancyDeps, c: AnswerContext): Promise<boo
     // Durable before the client learns the id: a crash now cannot lose the bill.
     await t.writer.flush().catch(t.onWriteError);
   }
+  if (shared !== undefined) await shared;
   return adopted;
 }
 

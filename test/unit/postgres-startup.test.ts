@@ -163,8 +163,10 @@ describe('the single-instance guard', () => {
     expect((err as Error).message).toMatch(
       new RegExp(
         `^another proxyxai instance is running \\(${first.self.id.slice(0, 8)} on host "[^"]+", pid ${process.pid}, ` +
-          'last heartbeat 0 s ago\\) on PostgreSQL gw@db:5432/money\\. Only one instance per database is supported ' +
-          'for now\\. Stop it first; if it crashed, start again once its last heartbeat is more than 20 s old\\.$',
+          'last heartbeat 0 s ago\\) on PostgreSQL gw@db:5432/money\\. Without REDIS_ADDR an instance must be alone ' +
+          'on its database \\(its balances live in its memory\\): to run several, give every instance the same ' +
+          'REDIS_ADDR; otherwise stop the other one first\\. If it crashed, start again once its last heartbeat is ' +
+          'more than 20 s old\\.$',
       ),
     );
     await new Promise((resolve) => setTimeout(resolve, 60));

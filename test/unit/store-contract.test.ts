@@ -6,7 +6,8 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/store/batch-sink.js';
-import { claimSoleInstance, type InstanceIdentity } from '../../src/store/instances.js';
+import { claimSoleInstance, joinInstances, type InstanceIdentity } from '../../src/store/instances.js';
+import { StoreStartupError } from '../../src/store/store.js';
 import { createPostgresBatchSink } from '../../src/store/postgres/batch-sink.js';
 import { createPool } from '../../src/store/postgres/driver.js';
 import type { Database } from '../../src/store/schema.js';
@@ -51,6 +52,8 @@ describe.each(storeBackends())('$name store', (backend) => {
       '0003_tenancy',
       '0004_instances',
       '0005_credit_leases',
+      '0006_follow_claims',
+      '0007_instance_mode',
     ]);
     await db
       .insertInto('ledger')
@@ -59,7 +62,7 @@ describe.each(storeBackends())('$name store', (backend) => {
     const again = (await opened.reopen()).db;
     expect(
       (await sql<{ n: number }>`select count(*) as n from kysely_migration`.execute(again)).rows,
-    ).toEqual([{ n: 5 }]);
+    ).toEqual([{ n: 7 }]);
     expect(await again.selectFrom('ledger').select(['id', 'amount']).execute()).toEqual([
       { id: 1, amount: 5 },
     ]);
@@ -228,8 +231,8 @@ describe.each(storeBackends())('$name store', (backend) => {
   });
 
   describe('instance registry (stores other processes can reach)', () => {
-    const a: InstanceIdentity = { id: 'aaaaaaaa-1', host: 'host-a', pid: 11 };
-    const b: InstanceIdentity = { id: 'bbbbbbbb-2', host: 'host-b', pid: 22 };
+    const a: InstanceIdentity = { id: 'aaaaaaaa-1', host: 'host-a', pid: 11, mode: 'sole' };
+    const b: InstanceIdentity = { id: 'bbbbbbbb-2', host: 'host-b', pid: 22, mode: 'sole' };
     const sole = (others: readonly unknown[]): boolean => others.length === 0;
 
     it('is offered exactly by the server backend', () => {
@@ -271,6 +274,36 @@ describe.each(storeBackends())('$name store', (backend) => {
         expect(first).toMatchObject({ id: heartbeat.self.id, pid: process.pid });
         await expect.poll(async () => (await row()).heartbeat_at).toBeGreaterThan(first.heartbeat_at);
         await heartbeat.stop();
+        expect(await db.selectFrom('instances').selectAll().execute()).toEqual([]);
+      },
+    );
+
+    it.runIf(backend.name === 'postgres')(
+      'never mixes an instance running alone with instances sharing the store through Redis',
+      async () => {
+        const { db, instances } = opened.store;
+        const silent = pino({ level: 'silent' });
+        // Two sharing instances admit each other; one without Redis is refused beside them.
+        const s1 = await joinInstances(instances!, 'db here', silent, { intervalMs: 60_000 });
+        const s2 = await joinInstances(instances!, 'db here', silent, { intervalMs: 60_000 });
+        expect((await db.selectFrom('instances').select('mode').execute()).map((r) => r.mode)).toEqual([
+          'shared',
+          'shared',
+        ]);
+        await expect(claimSoleInstance(instances!, 'db here', silent)).rejects.toThrow(
+          /another proxyxai instance is running \(.*\) on db here\. Without REDIS_ADDR/,
+        );
+        await s1.stop();
+        await s2.stop();
+        // And the other way round: a sharing instance is refused beside one running alone.
+        const alone = await claimSoleInstance(instances!, 'db here', silent, { intervalMs: 60_000 });
+        const refusal = await joinInstances(instances!, 'db here', silent).catch((e: unknown) => e);
+        expect(refusal).toBeInstanceOf(StoreStartupError);
+        expect(String(refusal)).toMatch(
+          new RegExp(`running alone \\(without REDIS_ADDR\\) \\(${alone.self.id.slice(0, 8)} on host`),
+        );
+        expect(String(refusal)).toMatch(/all need REDIS_ADDR/);
+        await alone.stop();
         expect(await db.selectFrom('instances').selectAll().execute()).toEqual([]);
       },
     );

@@ -19,6 +19,7 @@ import type {
   ObjectRow,
   UsageRow,
 } from '../batch-sink.js';
+import { objectConflictSet } from '../kysely-batch-sink.js';
 import type { Database } from '../schema.js';
 
 export type PgType = 'int4' | 'int8' | 'text';
@@ -112,6 +113,7 @@ export const OBJECT: Columns<ObjectRow> = [
   ['request_id', 'text'],
   ['model', 'text'],
   ['price_percent', 'int4'],
+  ['follow_owner', 'text'],
 ];
 
 /**
@@ -170,7 +172,7 @@ export function createPostgresBatchSink(db: Kysely<Database>): BatchSink {
   const upsertObjects = unnestInsert(
     'objects',
     OBJECT,
-    `on conflict (id) do update set ${updateAll(OBJECT, 'id')}`,
+    `on conflict (id) do update set ${objectConflictSet(OBJECT.map(([name]) => name))}`,
   );
 
   return {

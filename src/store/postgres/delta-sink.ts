@@ -18,6 +18,7 @@
  */
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { Batch, BatchSink, DailyRow, LedgerRow } from '../batch-sink.js';
+import { objectConflictSet } from '../kysely-batch-sink.js';
 import type { Database } from '../schema.js';
 import { columnArrays, DAILY, LEDGER, OBJECT, unnestInsert, USAGE } from './batch-sink.js';
 
@@ -77,9 +78,7 @@ export function createPostgresDeltaSink(
   const upsertObjects = unnestInsert(
     'objects',
     OBJECT,
-    `on conflict (id) do update set ${OBJECT.filter(([n]) => n !== 'id')
-      .map(([n]) => `${n} = excluded.${n}`)
-      .join(', ')}`,
+    `on conflict (id) do update set ${objectConflictSet(OBJECT.map(([name]) => name))}`,
   );
 
   return {

@@ -39,11 +39,19 @@ export function createPostgresInstances(db: Kysely<Database>): InstanceLiveness 
           startedAt: r.started_at,
           heartbeatAt: r.heartbeat_at,
           silentMs: Math.max(0, r.silent_ms),
+          mode: r.mode === 'shared' ? 'shared' : 'sole',
         }));
         if (!admit(others)) return { registered: false, others };
         await trx
           .insertInto('instances')
-          .values({ id: self.id, host: self.host, pid: self.pid, started_at: NOW, heartbeat_at: NOW })
+          .values({
+            id: self.id,
+            host: self.host,
+            pid: self.pid,
+            mode: self.mode,
+            started_at: NOW,
+            heartbeat_at: NOW,
+          })
           .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: NOW }))
           .execute();
         return { registered: true, others };

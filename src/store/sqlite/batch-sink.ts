@@ -6,6 +6,7 @@
  */
 import type SqliteDatabase from 'better-sqlite3';
 import type { Batch, BatchSink, LedgerRow, UsageRow } from '../batch-sink.js';
+import { objectConflictSet } from '../kysely-batch-sink.js';
 
 const ACCOUNT_COLUMNS = [
   'id',
@@ -66,6 +67,7 @@ const OBJECT_COLUMNS = [
   'request_id',
   'model',
   'price_percent',
+  'follow_owner',
 ] as const;
 
 function insertSql(table: string, columns: readonly string[]): string {
@@ -159,11 +161,7 @@ export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSin
   );
 
   const upsertObject = sqlite.prepare(
-    `${insertSql('objects', OBJECT_COLUMNS)} on conflict (id) do update set ${OBJECT_COLUMNS.filter(
-      (c) => c !== 'id',
-    )
-      .map((c) => `${c} = excluded.${c}`)
-      .join(', ')}`,
+    `${insertSql('objects', OBJECT_COLUMNS)} on conflict (id) do update set ${objectConflictSet(OBJECT_COLUMNS)}`,
   );
 
   const writeAll = sqlite.transaction((b: Batch) => {
