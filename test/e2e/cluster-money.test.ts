@@ -106,6 +106,35 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
     for (const g of gws) expect(await spend(g, key)).toBe(401);
   });
 
+  it('applies model ACLs and Rates changed through one instance on the others before the call returns', async () => {
+    const key = await createChild(gws[0]!, 'tuned', 10);
+    const lastCost = async (): Promise<number> => {
+      for (const g of gws) await g.app.writer.flush();
+      const row = await gws[0]!.app.store.db
+        .selectFrom('usage_records')
+        .innerJoin('accounts', 'accounts.id', 'usage_records.account_id')
+        .select('usage_records.cost')
+        .where('accounts.name', '=', 'tuned')
+        .orderBy('usage_records.created_at', 'desc')
+        .executeTakeFirstOrThrow();
+      return Number(row.cost);
+    };
+    const long = { ...chat, messages: [{ role: 'user' as const, content: 'word '.repeat(2_000) }] };
+    expect(await spend(gws[1]!, key, long)).toBe(200);
+    const plain = await lastCost();
+    expect(plain).toBeGreaterThan(100);
+    expect((await call(gws[0]!, '/x-users/tuned', { method: 'PUT', body: { Rates: 3 } })).status).toBe(200);
+    expect(await spend(gws[2]!, key, long)).toBe(200);
+    expect(Math.abs((await lastCost()) - 3 * plain)).toBeLessThanOrEqual(2);
+    const acl = await call(gws[1]!, '/x-users/tuned', { method: 'PUT', body: { AllowModels: ['gpt-4o'] } });
+    expect(acl.status).toBe(200);
+    for (const g of [gws[0]!, gws[2]!]) {
+      const r = await call(g, '/v1/chat/completions', { key, body: chat });
+      expect(r.status).toBe(403);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('model_not_allowed');
+    }
+  });
+
   it('never overspends: a storm over three instances ends with the books exact', async () => {
     const key = await createChild(gws[1]!, 'stormy', 2);
     // gpt-4o-mini with a large max_tokens: each request reserves ~$0.3, costs a few micro-dollars.
@@ -141,6 +170,51 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
     expect(after.balance).toBe(0);
     expect(after.leased).toBe(0);
     for (const g of gws) expect(await spend(g, key)).toBe(402);
+  });
+
+  it('deletes an account while other instances hold its leases and a request in flight, exactly', async () => {
+    const elderKey = await createChild(gws[0]!, 'elder', 40);
+    const doomedKey = await createChild(gws[0]!, 'doomed', 5, {}, elderKey);
+    for (const g of gws) expect(await spend(g, doomedKey)).toBe(200);
+    const elderBefore = await stored('elder');
+    // A slow stream through one instance holds a reservation while another deletes the account.
+    mock.setStream({ chunks: 20, intervalMs: 50 });
+    const inflight = call(gws[1]!, '/v1/chat/completions', {
+      key: doomedKey,
+      body: { ...chat, stream: true },
+    }).then(async (r) => ({ status: r.status, text: await r.text() }));
+    await new Promise((r) => setTimeout(r, 250));
+    // Refused while the request is in flight, as one process refuses it (its settlement would
+    // touch a deleted account); the answer under way is finished and billed.
+    const early = await call(gws[2]!, '/x-users/doomed', { method: 'DELETE', key: elderKey });
+    expect(early.status).toBe(409);
+    expect(((await early.json()) as { error: { code: string } }).error.code).toBe('conflict');
+    const done = await inflight;
+    mock.setStream({ chunks: 5, intervalMs: 0 });
+    expect(done.status).toBe(200);
+    expect(done.text).toContain('[DONE]');
+    const doomedBefore = await stored('doomed');
+    expect(doomedBefore.requests).toBe(4);
+    expect(doomedBefore.leased).toBeGreaterThan(0);
+    // Deleted through one instance while the others still hold leases on it: gone everywhere.
+    const del = await call(gws[2]!, '/x-users/doomed', { method: 'DELETE', key: elderKey });
+    expect(del.status, await del.text()).toBe(200);
+    for (const g of gws) expect(await spend(g, doomedKey)).toBe(401);
+    // Its whole balance at the deletion (leased parts included) went back to the parent, less the
+    // $0.20 fee; nothing of it is left anywhere, and no lease outlives it.
+    const elder = await stored('elder');
+    expect(elder.balance).toBe(elderBefore.balance + doomedBefore.balance - 200_000);
+    expect(elder.ledger).toBe(elder.balance);
+    const db = gws[0]!.app.store.db;
+    expect(await db.selectFrom('accounts').select('id').where('name', '=', 'doomed').execute()).toEqual([]);
+    for (const table of ['credit_cards', 'leases'] as const) {
+      const rows = await db
+        .selectFrom(table)
+        .select('account_id')
+        .where('account_id', '=', doomedBefore.id)
+        .execute();
+      expect(rows, table).toEqual([]);
+    }
   });
 
   it('counts RateLimit over all instances', async () => {
