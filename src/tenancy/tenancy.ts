@@ -59,7 +59,8 @@ export async function reserveBatch(
     };
   const plan = await planBatch(t.batch, account, input, req.json?.['endpoint'], cancel);
   if (!plan.ok) return plan;
-  const reserved = t.meter.reserve(account, {
+  // Several instances: the worst case may exceed this instance's lease; it asks for more first.
+  const reserved = await t.meter.reserveAfterTopUp(account, {
     // Rekeyed to the batch id once upstream has created it (see afterAnswer).
     requestId: `${requestId}:batch`,
     path: FOLLOWED_PATHS.batch,

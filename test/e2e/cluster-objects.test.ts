@@ -144,8 +144,8 @@ describe.runIf(enabled)('objects over two gateway processes', () => {
       file: await toFile(
         Buffer.from(
           batchLines([
-            { content: 'one', max_tokens: 40 },
-            { content: 'two', max_tokens: 40 },
+            { content: 'one', max_tokens: 4_000_000 },
+            { content: 'two', max_tokens: 4_000_000 },
           ]),
         ),
         'batch.jsonl',
@@ -189,7 +189,8 @@ describe.runIf(enabled)('objects over two gateway processes', () => {
     await sleep(300);
     const usage = await sql.query<{ cost: string; n: string }>(
       `select coalesce(sum(u.cost), 0) as cost, count(*) as n from usage_records u
-       join accounts a on a.id = u.account_id where a.name = 'batcher' and u.path = '/v1/batches'`,
+       join accounts a on a.id = u.account_id where a.name = 'batcher' and u.request_id = $1`,
+      [batch.id],
     );
     expect(Number(usage.rows[0]!.n)).toBe(1);
     expect(Number(usage.rows[0]!.cost)).toBeGreaterThan(0);
