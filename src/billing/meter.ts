@@ -312,14 +312,20 @@ export class Meter {
     };
   }
 
+  /** True when more credit can appear by asking (several instances: leases). */
+  get canTopUp(): boolean {
+    return this.purse.canTopUp;
+  }
+
   /**
-   * Makes what the account's reservations hold spendable here, when the purse can get more credit
-   * (several instances: a lease for work taken over from an instance that died, whose leases went
-   * back to the account). Best effort: what could not be leased is absorbed at settlement.
+   * Makes what the account's reservations hold, and `extra` more, spendable here when the purse
+   * can get more credit (several instances: a lease for work taken over from an instance that
+   * died, or for a realtime response larger than the lease). Best effort: what could not be
+   * leased is absorbed at settlement, or refused at the next reservation.
    */
-  async cover(account: Account): Promise<void> {
+  async cover(account: Account, extra: Micros = 0): Promise<void> {
     if (!this.purse.canTopUp || account.isRoot) return;
-    await this.purse.topUp(account, 0);
+    await this.purse.topUp(account, extra);
   }
 
   /** Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes. */

@@ -72,6 +72,8 @@ export class RealtimeSession {
   private markEnded: () => void = () => undefined;
   private wake: (() => void) | undefined;
   private events = 0;
+  /** Client frames held while one waits for credit (several instances), in arrival order. */
+  private held: Array<{ data: Buffer; isBinary: boolean }> | undefined;
 
   constructor(private readonly opts: SessionOptions) {
     this.client = opts.client;
@@ -132,15 +134,25 @@ export class RealtimeSession {
     };
   }
 
-  private fromClient(data: Buffer, isBinary: boolean): void {
+  private fromClient(data: Buffer, isBinary: boolean, retry = false): void {
     // Once the session ends, only the gateway's own cancels go upstream.
     if (this.ending !== undefined) return;
+    // Frames after one waiting for credit keep their order behind it.
+    if (this.held !== undefined && !retry) {
+      this.held.push({ data, isBinary });
+      return;
+    }
     this.lastActivity = Date.now();
     this.keepAlive.heard('client');
     const type = isBinary ? undefined : eventType(data);
     if (type !== undefined) {
-      const verdict = this.meter.client(type, data);
+      const verdict = this.meter.client(type, data, retry);
       switch (verdict.kind) {
+        case 'wait':
+          this.held = [];
+          return void verdict.until
+            .catch((err: unknown) => this.opts.log.warn({ err }, 'realtime: could not lease more credit'))
+            .then(() => this.release(data));
         case 'forward':
           if (verdict.frame !== undefined) return this.toUpstream.send(verdict.frame, false);
           break;
@@ -151,6 +163,27 @@ export class RealtimeSession {
       }
     }
     this.toUpstream.send(data, isBinary);
+  }
+
+  /** Presents the frame that waited for credit again, then the frames held behind it, in order. */
+  private release(waited: Buffer): void {
+    const behind = this.held ?? [];
+    this.held = undefined;
+    this.fromClient(waited, false, true);
+    for (let i = 0; i < behind.length; i++) {
+      const f = behind[i]!;
+      // Another frame may wait in turn: what is left stays behind it.
+      const waiting = this.heldFrames();
+      if (waiting !== undefined) {
+        waiting.push(...behind.slice(i));
+        return;
+      }
+      this.fromClient(f.data, f.isBinary);
+    }
+  }
+
+  private heldFrames(): Array<{ data: Buffer; isBinary: boolean }> | undefined {
+    return this.held;
   }
 
   private fromUpstream(data: Buffer, isBinary: boolean): void {

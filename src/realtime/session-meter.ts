@@ -67,7 +67,12 @@ export type ClientVerdict =
   /** Do not forward; tell the client, the session goes on. */
   | { readonly kind: 'reject'; readonly error: GatewayError; readonly eventId: string | null }
   /** Do not forward; tell the client and end the session (nothing left to spend). */
-  | { readonly kind: 'refuse'; readonly error: GatewayError; readonly eventId: string | null };
+  | { readonly kind: 'refuse'; readonly error: GatewayError; readonly eventId: string | null }
+  /**
+   * Hold this frame, and every client frame after it, until `until` settles (more credit is being
+   * leased), then present it again as a retry.
+   */
+  | { readonly kind: 'wait'; readonly until: Promise<void> };
 
 export type UpstreamVerdict =
   | { readonly kind: 'relay' }
@@ -114,7 +119,7 @@ export class SessionMeter {
   }
 
   /** A client text frame of type `type`, before it is forwarded. */
-  client(type: string, frame: Buffer): ClientVerdict {
+  client(type: string, frame: Buffer, retry = false): ClientVerdict {
     if (this.over) return { kind: 'forward' };
     if (type === 'input_audio_buffer.append') {
       // Not parsed: the frame is almost all base64 audio, so its length bounds the audio.
@@ -134,8 +139,9 @@ export class SessionMeter {
     const eventId = given ?? this.deps.nextEventId();
     const error =
       type === 'response.create'
-        ? this.responseCreate(event, frame, eventId)
+        ? this.responseCreate(event, frame, eventId, retry)
         : this.sessionUpdate(event, frame, eventId);
+    if (error?.kind === 'wait') return error;
     if (error !== undefined) return { ...error, eventId };
     if (given !== undefined) return { kind: 'forward' };
     return { kind: 'forward', frame: JSON.stringify({ ...event, event_id: eventId }) };
@@ -197,16 +203,20 @@ export class SessionMeter {
     event: Record<string, unknown>,
     frame: Buffer,
     eventId: string,
-  ): Refusal | undefined {
+    retry: boolean,
+  ): Refusal | Wait | undefined {
     if (!this.deps.accountUsable()) return { kind: 'refuse', error: new GatewayError('account_disabled') };
     const own = responseOutputLimit(event['response']);
     const cap = this.deps.maxOutputTokensCap;
     const outputBound = own === undefined ? this.settings.outputBound() : outputTokens(own, cap);
     // The event's own instructions and input items are part of this response's input.
-    const reserved = this.reserve(
-      eventTokens(event, frame.length, this.settings.bytesPerSecond()),
-      outputBound,
-    );
+    const ownInput = eventTokens(event, frame.length, this.settings.bytesPerSecond());
+    const reserved = this.reserve(ownInput, outputBound);
+    if (!reserved.ok && !retry && reserved.error.errorName === 'insufficient_balance') {
+      // Several instances: the lease here may just be smaller than this response; ask, then retry.
+      const until = this.desk.topUp(this.inputBound(ownInput), outputBound);
+      if (until !== undefined) return { kind: 'wait', until };
+    }
     if (!reserved.ok) return { kind: 'refuse', error: reserved.error };
     this.book.wait({ ticket: reserved.ticket, outputBound, eventId, text: '' });
     return undefined;
@@ -303,14 +313,16 @@ export class SessionMeter {
 
   /** Reserves a response: the conversation so far, its own input, and what others in flight add. */
   private reserve(ownInput: number, outputBound: number): ReturnType<Meter['reserve']> {
-    return this.desk.reserve(
-      this.conversation.inputBound(ownInput + this.book.outputInFlight()),
-      outputBound,
-    );
+    return this.desk.reserve(this.inputBound(ownInput), outputBound);
+  }
+
+  private inputBound(ownInput: number): number {
+    return this.conversation.inputBound(ownInput + this.book.outputInFlight());
   }
 }
 
 type Refusal = { readonly kind: 'reject' | 'refuse'; readonly error: GatewayError };
+type Wait = Extract<ClientVerdict, { kind: 'wait' }>;
 
 function parse(frame: Buffer): Event {
   try {

@@ -54,6 +54,17 @@ export class TicketDesk {
     return meter.reserve(account, { ...this.spec(this.model, price), reserve });
   }
 
+  /**
+   * Several instances: asks for the credit a response of `input` + `output` tokens needs when
+   * this instance's lease does not hold it (a reservation refused for the balance). Undefined
+   * when no more credit can appear by asking (one process: the balance is all there is).
+   */
+  topUp(input: number, output: number): Promise<void> | undefined {
+    const { meter, account, price } = this.deps;
+    if (!meter.canTopUp) return undefined;
+    return meter.cover(account, worstCaseCost(price, input, output, account.rates));
+  }
+
   /** A ticket with nothing reserved, for usage that arrives without a reservation of its own. */
   untracked(model = this.model, price = this.deps.price): Ticket {
     return this.deps.meter.hold(this.deps.account, { ...this.spec(model, price), reserve: 0 });

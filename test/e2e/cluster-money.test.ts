@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { liveBalance } from '../../src/accounts/cards.js';
 import { createChild } from '../support/accounts.js';
 import { call, startGateway, TEST_STORE, type TestGateway } from '../support/gateway.js';
-import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
+import { attachMockRealtime, openRealtime, type MockRealtime } from '../support/mock-realtime.js';
+import { startMockUpstream, waitFor, type MockUpstream } from '../support/mock-upstream.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import { createTestDatabase, postgresTestRun, type TestDatabase } from '../support/test-databases.js';
 
@@ -15,6 +16,7 @@ const enabled = TEST_STORE === 'sqlite' && postgresTestRun() !== undefined;
 const K = 'sk-upstream-cluster-money-0000001';
 
 let mock: MockUpstream;
+let rt: MockRealtime;
 let redis: RedisServer;
 let db: TestDatabase;
 let gws: TestGateway[] = [];
@@ -62,6 +64,7 @@ async function stored(name: string) {
 describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () => {
   beforeAll(async () => {
     mock = await startMockUpstream();
+    rt = attachMockRealtime(mock);
     redis = await startRedisServer();
     db = await createTestDatabase();
     // One master key for all: each instance must decrypt the upstream keys the others stored.
@@ -77,6 +80,7 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
   afterAll(async () => {
     for (const g of gws) await g.stop();
     await redis?.stop();
+    rt?.close();
     await mock?.close();
   });
 
@@ -215,6 +219,42 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
         .execute();
       expect(rows, table).toEqual([]);
     }
+  });
+
+  it('bills realtime sessions on every instance from its leases, exactly', async () => {
+    const key = await createChild(gws[0]!, 'talker', 10);
+    // TEXT_USAGE at gpt-realtime prices: 688 text + 512 cached in, 40 out, rounded up once.
+    const perResponse = Math.ceil((688 * 4_000_000 + 512 * 400_000 + 40 * 16_000_000) / 1_000_000);
+    for (const g of gws) {
+      const session = await openRealtime(g.url, { key });
+      for (let i = 0; i < 2; i++) {
+        session.send({ type: 'response.create' });
+        await session.next('response.done', i);
+      }
+      session.socket.close();
+      await session.closed;
+    }
+    // A response whose worst case is larger than the instance's lease: it asks for more, then runs.
+    const big = await openRealtime(gws[1]!.url, { key });
+    big.send({
+      type: 'conversation.item.create',
+      item: {
+        type: 'message',
+        role: 'user',
+        content: [{ type: 'input_text', text: 'long '.repeat(60_000) }],
+      },
+    });
+    big.send({ type: 'response.create' });
+    const done = await big.next('response.done');
+    expect(done['response']).toMatchObject({ status: 'completed' });
+    big.socket.close();
+    await big.closed;
+    await waitFor(() => gws.every((g) => g.app.realtime.stats().sessions === 0));
+    const s = await stored('talker');
+    expect(s.creditUsed).toBe(7 * perResponse);
+    expect(s.creditUsed + s.balance).toBe(10_000_000);
+    expect(s.ledger).toBe(s.balance);
+    expect(s.usageRows).toBe(s.requests);
   });
 
   it('counts RateLimit over all instances', async () => {
