@@ -18,6 +18,9 @@ import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-
 import { promptBound, requestExtras } from './request-bounds.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
 
+/** Top-ups one admission may ask for while other requests take what each brought (see afterTopUp). */
+const TOP_UP_ATTEMPTS = 4;
+
 /** Calls are refused below this balance (the original's $1 rule). */
 export const MIN_CALL_BALANCE: Micros = 1_000_000;
 
@@ -161,13 +164,25 @@ export class Meter {
     // nothing more that would add to them until it is back.
     if (priced.kind !== 'free' && this.writer.backlogged()) return refuse('store_unavailable');
     const short = this.moneyRefusal(account, priced, now);
-    if (short === undefined) return this.limit(account, { path, req, model, requestId, priced }, false);
+    if (short === undefined) return this.limit(account, { path, req, model, requestId, priced });
     if (short.topUp === undefined) return { ok: false, error: short.error };
-    return this.purse.topUp(account, short.topUp).then((shortfall) => {
-      const again = this.moneyRefusal(account, priced, this.clock());
-      if (again !== undefined) return { ok: false, error: shortfallError(again.error, shortfall) };
-      return this.limit(account, { path, req, model, requestId, priced }, true);
-    });
+    return this.afterTopUp(account, { path, req, model, requestId, priced }, short.topUp);
+  }
+
+  /**
+   * Asks the purse for credit, then admits. Several instances: a burst may reserve what was
+   * leased for this request before it runs again; unless the purse named a limit, it asks again
+   * (a few times), as one process would admit what its balance covers.
+   */
+  private async afterTopUp(account: Account, r: Pending, want: Micros): Promise<Admission> {
+    for (let attempt = 1; ; attempt++) {
+      const shortfall = await this.purse.topUp(account, want);
+      const again = this.moneyRefusal(account, r.priced, this.clock());
+      if (again === undefined) return this.limit(account, r);
+      if (shortfall !== undefined || again.topUp === undefined || attempt >= TOP_UP_ATTEMPTS)
+        return { ok: false, error: shortfallError(again.error, shortfall) };
+      want = again.topUp;
+    }
   }
 
   /**
@@ -238,19 +253,30 @@ export class Meter {
     return undefined;
   }
 
-  /** The RPM gate, then the reservation; `waited` when the money was checked before an await. */
-  private limit(account: Account, r: Pending, waited: boolean): Admission | Promise<Admission> {
+  /** The RPM gate, then the reservation (the money was checked just before, in the same step). */
+  private limit(account: Account, r: Pending): Admission | Promise<Admission> {
     const rate = this.limiter.check(account.id, account.rateLimit, this.clock());
     if (rate instanceof Promise) {
+      // Several instances: the money this request passed with is held while Redis decides, so
+      // requests admitted meanwhile cannot reserve it away (the check and the reservation stay
+      // one step); let go before the answer, which reserves it for good or refuses.
+      const hold = r.priced.kind === 'priced' ? r.priced.reserve : 0;
+      account.reserved += hold;
       return rate.then(
-        (decided) => this.finish(account, r, decided, true),
-        () => ({ ok: false, error: new GatewayError('limiter_unavailable') }),
+        (decided) => {
+          account.reserved -= hold;
+          return this.finish(account, r, decided);
+        },
+        () => {
+          account.reserved -= hold;
+          return { ok: false, error: new GatewayError('limiter_unavailable') };
+        },
       );
     }
-    return this.finish(account, r, rate, waited);
+    return this.finish(account, r, rate);
   }
 
-  private finish(account: Account, r: Pending, rate: RateDecision, waited: boolean): Admission {
+  private finish(account: Account, r: Pending, rate: RateDecision): Admission {
     const headers: Record<string, string> = {
       'x-ratelimit-limit-requests': String(rate.limit),
       'x-ratelimit-remaining-requests': String(rate.remaining),
@@ -265,11 +291,6 @@ export class Meter {
           'retry-after-ms': String(rate.retryAfterMs),
         }),
       };
-    }
-    if (waited) {
-      // Other requests may have reserved meanwhile: the check and the reservation are one step.
-      const again = this.moneyRefusal(account, r.priced, this.clock());
-      if (again !== undefined) return { ok: false, error: again.error };
     }
     const priced = r.priced.kind === 'priced' ? r.priced : undefined;
     const reserve = priced?.reserve ?? 0;

@@ -127,9 +127,12 @@ export class LeasePurse implements Purse {
     const second = await this.acquire(account, st, want - this.available(account));
     if (second === undefined) return 'store';
     if (this.available(account) >= want) return undefined;
-    // Granted in full yet short again: a recall from another instance contending for the same
-    // credit took it back meanwhile. Say which of the two bounds is the tighter one.
-    return second.bound ?? first.bound ?? tighterBound(account, second);
+    // A bound the store named says what limits the account. Granted in full yet short again:
+    // requests here, or a recall from another instance, took it meanwhile; nothing limits the
+    // account (the caller may ask again). Only the HardLimit headroom is told apart from it.
+    if (second.bound !== undefined) return second.bound;
+    if (first.bound === 'hard-limit' && tighterBound(account, second) === 'hard-limit') return 'hard-limit';
+    return undefined;
   }
 
   /** Another instance needs this account's credit: give back what no reservation here holds. */

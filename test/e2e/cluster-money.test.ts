@@ -257,6 +257,25 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
     expect(s.usageRows).toBe(s.requests);
   });
 
+  it('admits a burst of a rich account with a finite RateLimit without a balance refusal', async () => {
+    // The RPM check waits for Redis while the burst reserves what was leased: lease more, not 402.
+    const key = await createChild(gws[0]!, 'bursty', 1000);
+    expect(
+      (await call(gws[0]!, '/x-users/bursty', { method: 'PUT', body: { RateLimit: 999_999 } })).status,
+    ).toBe(200);
+    const body = { ...chat, max_tokens: 200_000 };
+    const statuses: number[] = [];
+    await Promise.all(
+      Array.from({ length: 64 }, async (_, w) => {
+        for (let i = 0; i < 5; i++) statuses.push(await spend(gws[w % 3]!, key, body));
+      }),
+    );
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    const s = await stored('bursty');
+    expect(s.creditUsed + s.balance).toBe(1000_000_000);
+    expect(s.usageRows).toBe(320);
+  });
+
   it('counts RateLimit over all instances', async () => {
     const key = await createChild(gws[0]!, 'limited', 10);
     expect((await call(gws[0]!, '/x-users/limited', { method: 'PUT', body: { RateLimit: 6 } })).status).toBe(
