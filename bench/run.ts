@@ -5,13 +5,19 @@
  *   CPU 0: fast mock upstream (bench/mock-upstream.ts) + this process (load generator)
  *   CPU 1: the proxy under test — bench/reference-proxy.ts or the gateway (`node dist/main.js`)
  *
- * Phases (BENCH_PHASES=main,scale,many): head-to-head rounds, the scale run, many concurrent
- * streams. Writes bench/results/<date>.json and, in full mode, the tables of BENCHMARKS.md.
- * Full mode takes ~8 minutes; BENCH_QUICK=1 is a smoke run of under a minute that writes
- * bench/results/<date>-quick.json and leaves BENCHMARKS.md alone.
+ * Phases (BENCH_PHASES=main,scale,many,shared): head-to-head rounds, the scale run, many
+ * concurrent streams, and shared mode (one gateway on PostgreSQL + Redis against the embedded one
+ * and the reference, store round trips per request, two shared instances; its own database and
+ * redis-server, removed at the end; skipped with a note without PostgreSQL or redis-server).
+ * Writes bench/results/<date>.json and, in full mode, the tables of BENCHMARKS.md.
+ * Full mode takes ~17 minutes (the shared phase alone ~9); BENCH_QUICK=1 is a smoke run of about
+ * three minutes (the shared phase alone ~1.5) that writes bench/results/<date>-quick.json and
+ * leaves BENCHMARKS.md alone. A phase that failed makes the run exit with code 1 once the results
+ * are written.
  * Other knobs: BENCH_ROUNDS, BENCH_DURATION (s), BENCH_STREAMS, BENCH_SKIP_BUILD=1, BENCH_LABEL,
  * BENCH_GATEWAY_ROOT (measure another, already built, gateway package), BENCH_GATEWAY_ENV
- * ("NAME=value,..." added to every gateway start).
+ * ("NAME=value,..." added to every gateway start), BENCH_POSTGRES (admin URL of the PostgreSQL server
+ * of the shared phase, default postgres://postgres@127.0.0.1:5432/postgres; `off` skips it).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,9 +30,11 @@ import {
   freePort,
   hasTaskset,
   installCleanup,
+  interrupted,
   logTail,
   openFileLimit,
   pinSelf,
+  runAsyncCleanups,
   startNode,
   stopProc,
   tempDir,
@@ -43,6 +51,7 @@ import {
   type Results,
 } from './lib/results.js';
 import { manyStreamsPhase, scalePhase } from './lib/scale-phase.js';
+import { sharedPhase } from './lib/shared-phase.js';
 
 /** Git commit of the measured build (with a `-dirty` mark for uncommitted changes under src/). */
 function describeGateway(): Record<string, unknown> {
@@ -79,7 +88,8 @@ function build(notes: string[]): void {
   log(`WARNING: ${note}`);
 }
 
-async function main(): Promise<void> {
+/** Runs the phases and writes the results; false when a phase failed (results still written). */
+async function main(): Promise<boolean> {
   installCleanup();
   const started = new Date();
   const res: Results = {
@@ -129,18 +139,22 @@ async function main(): Promise<void> {
     if (plan.phases.has('main')) await mainPhase(res, mockUrl, refJs, work);
     if (plan.phases.has('scale')) await scalePhase(res, mockUrl, work);
     if (plan.phases.has('many')) await manyStreamsPhase(res, mockUrl, work);
+    if (plan.phases.has('shared')) await sharedPhase(res, mockUrl, refJs, work);
   } catch (err: unknown) {
+    if (interrupted()) return new Promise<boolean>(() => undefined);
     log(`mock log tail:\n${logTail(mock)}`);
     throw err;
   }
   await stopProc(mock);
 
+  // Interrupted: the children are gone and the clean-ups are running; write nothing.
+  if (interrupted()) return new Promise<boolean>(() => undefined);
   const finished = new Date();
   res.finishedAt = finished.toISOString();
   res.durationS = (finished.getTime() - started.getTime()) / 1000;
   const noise = noiseNote(res);
   if (noise !== undefined) res.notes.push(noise);
-  res.summary = summarise(res);
+  if (res.rounds.length > 0) res.summary = summarise(res);
   res.targets = evaluateTargets(res);
   const md = !QUICK && isCompleteRun(plan.phases) && plan.label === '' && GATEWAY_ROOT === REPO_ROOT;
   const { jsonPath } = writeResults(REPO_ROOT, res, md);
@@ -148,14 +162,20 @@ async function main(): Promise<void> {
   log(
     `results written to ${jsonPath}${md ? ' and BENCHMARKS.md' : ' (quick, partial, labelled or other-build run: BENCHMARKS.md left unchanged)'}`,
   );
+  if (res.shared?.error !== undefined) {
+    log(`the shared-mode phase FAILED: ${res.shared.error}`);
+    return false;
+  }
+  return true;
 }
 
+// The asynchronous clean-ups (the shared phase's database) run before exiting, whatever happened.
 main().then(
-  () => process.exit(0),
+  (ok) => runAsyncCleanups().finally(() => process.exit(ok ? 0 : 1)),
   (err: unknown) => {
     process.stderr.write(
       `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
     );
-    process.exit(1);
+    void runAsyncCleanups().finally(() => process.exit(1));
   },
 );

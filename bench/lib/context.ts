@@ -6,6 +6,8 @@ import { cpus } from 'node:os';
 import { hasTaskset } from './procs.js';
 
 const env = process.env;
+/** Every phase, in the order they run; a run of all of them is a complete one. */
+export const ALL_PHASES = ['main', 'scale', 'many', 'shared'] as const;
 export const QUICK = env['BENCH_QUICK'] === '1';
 
 function int(name: string, fallback: number): number {
@@ -50,7 +52,24 @@ export const plan = {
     batch: 50,
     tickMs: 50,
   },
-  phases: new Set((env['BENCH_PHASES'] ?? 'main,scale,many').split(',').map((s) => s.trim())),
+  shared: {
+    /** Connections of each of the two shared instances (together the usual 64). */
+    connectionsEach: 32,
+    /** Rounds of one instance against two (at most 3: no target depends on them). */
+    twoInstanceRounds: Math.min(int('BENCH_ROUNDS', QUICK ? 1 : 5), 3),
+    /** Round-trip count: idle window (background rate) and load, seconds. */
+    idleSeconds: QUICK ? 2 : 10,
+    countSeconds: QUICK ? 2 : 10,
+    /**
+     * PostgreSQL transactions are counted in full mode only: a backend that went idle reports them
+     * to pg_stat_database up to 10 s late, so each count waits 11 s.
+     */
+    countPostgres: !QUICK,
+    settleSeconds: 11,
+    /** RateLimit of the diagnostic account that takes the Redis limiter (below its local cut-off). */
+    finiteRateLimit: 999_999,
+  },
+  phases: new Set((env['BENCH_PHASES'] ?? ALL_PHASES.join(',')).split(',').map((s) => s.trim())),
   skipBuild: env['BENCH_SKIP_BUILD'] === '1',
   /** Names the results file (`<date>-<label>.json`); a labelled run leaves BENCHMARKS.md alone. */
   label: (env['BENCH_LABEL'] ?? '').replace(/[^\w.-]/g, ''),

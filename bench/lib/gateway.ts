@@ -80,9 +80,14 @@ export function stopGateway(gw: Gateway): Promise<number | null> {
   return stopProc(gw.proc, 30_000);
 }
 
-async function post(url: string, key: string, body: unknown): Promise<{ status: number; json: unknown }> {
+async function post(
+  url: string,
+  key: string,
+  body: unknown,
+  method = 'POST',
+): Promise<{ status: number; json: unknown }> {
   const res = await fetch(url, {
-    method: 'POST',
+    method,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
@@ -121,6 +126,17 @@ export async function createSubAccount(gw: Gateway, name = 'benchuser'): Promise
   const note = `root key used: sub-account API unavailable (POST /x-users answered ${r.status}: ${JSON.stringify(r.json).slice(0, 200)})`;
   process.stderr.write(`\n${'!'.repeat(100)}\n!!! ${note}\n${'!'.repeat(100)}\n\n`);
   return { key: ROOT_KEY, rootFallback: true, note };
+}
+
+/** `PUT /x-users/{name}` as root, e.g. `{ RateLimit: 999_999 }`; throws unless it answers 200. */
+export async function updateSubAccount(
+  gw: Gateway,
+  name: string,
+  change: Record<string, unknown>,
+): Promise<void> {
+  const r = await post(`${gw.url}/x-users/${encodeURIComponent(name)}`, ROOT_KEY, change, 'PUT');
+  if (r.status !== 200)
+    throw new Error(`PUT /x-users/${name} answered ${r.status}: ${JSON.stringify(r.json).slice(0, 200)}`);
 }
 
 /** Adds `count` pool keys through `POST /x-keys`, `concurrency` requests at a time. */

@@ -10,7 +10,8 @@ import { cpuMicros, foreignCpu } from './procs.js';
 import { median, percentile } from './stats.js';
 
 export interface Target {
-  readonly name: 'direct' | 'reference' | 'gateway';
+  /** For messages: direct, reference, gateway, embedded, shared, … */
+  readonly name: string;
   /** Origin, e.g. http://127.0.0.1:4000 */
   readonly url: string;
   /** Bearer key sent by the client. */
@@ -50,6 +51,8 @@ export interface JsonLoad {
   readonly cpuUtil: number;
   /** Cores used meanwhile by processes outside the benchmark (noise). */
   readonly foreignCpu: number;
+  /** Answers other than 2xx by status code, when there were any. */
+  readonly statusCodes?: Record<string, number>;
 }
 
 /** autocannon POST /v1/chat/completions at `connections` for `seconds`. */
@@ -69,6 +72,9 @@ export async function jsonLoad(target: Target, connections: number, seconds: num
   const wallS = (performance.now() - t0) / 1000;
   const cpu = cpuOf(target) - cpu0;
   const completed = r.requests.total;
+  const other: Record<string, number> = {};
+  for (const [code, stat] of Object.entries(r.statusCodeStats ?? {}))
+    if (!code.startsWith('2') && stat.count > 0) other[code] = stat.count;
   return {
     rps: r['2xx'] / r.duration,
     p50Ms: r.latency.p50,
@@ -81,6 +87,7 @@ export async function jsonLoad(target: Target, connections: number, seconds: num
     cpuUsPerReq: completed > 0 ? cpu / completed : Number.NaN,
     cpuUtil: cpu / 1e6 / wallS,
     foreignCpu: foreign(),
+    ...(Object.keys(other).length > 0 ? { statusCodes: other } : {}),
   };
 }
 

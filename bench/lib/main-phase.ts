@@ -22,19 +22,19 @@ import { median, round } from './stats.js';
 
 type Proxy = 'reference' | 'gateway';
 
-function showJson(j: JsonLoad): string {
+export function showJson(j: JsonLoad): string {
   return (
     `${round(j.rps, 0)} req/s, p50 ${j.p50Ms} ms, p99 ${j.p99Ms} ms, ${round(j.cpuUsPerReq, 1)} µs CPU/req, ` +
-    `${round(j.cpuUtil, 2)} cores${j.non2xx + j.errors > 0 ? `, ${j.non2xx} non-2xx, ${j.errors} errors` : ''}` +
+    `${round(j.cpuUtil, 2)} cores${j.non2xx + j.errors > 0 ? `, ${j.non2xx} non-2xx ${JSON.stringify(j.statusCodes ?? {})}, ${j.errors} errors` : ''}` +
     (j.foreignCpu > 0.05 ? ` [other processes: ${round(j.foreignCpu, 2)} cores]` : '')
   );
 }
 
-function showBurst(b: BurstResult): string {
+export function showBurst(b: BurstResult): string {
   return `${b.streams} streams, ${b.events} chunks, ${round(b.cpuUsPerChunk, 2)} µs CPU/chunk, ${round(b.cpuUtil, 2)} cores${b.failed > 0 ? `, ${b.failed} FAILED` : ''}${b.foreignCpu > 0.05 ? ` [other processes: ${round(b.foreignCpu, 2)} cores]` : ''}`;
 }
 
-async function paced(target: Target): Promise<PacedResult> {
+export async function paced(target: Target): Promise<PacedResult> {
   const rs = await streamBatch(target, plan.pacedStreams, plan.pacedConcurrency, {
     chunks: plan.pacedChunks,
     intervalMs: plan.pacedIntervalMs,

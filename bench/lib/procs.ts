@@ -136,6 +136,60 @@ export function cpuMicros(pid: number): number {
 }
 
 /**
+ * Processes outside `startNode` whose CPU counts as the benchmark's own (e.g. the private
+ * redis-server and the PostgreSQL backends serving the benchmark's database). Each source is
+ * asked for its current pids whenever a measurement starts or ends.
+ */
+const pidSources = new Set<() => readonly number[]>();
+
+/** Registers a source of pids counted as ours; returns a function that removes it. */
+export function addPidSource(source: () => readonly number[]): () => void {
+  pidSources.add(source);
+  return () => pidSources.delete(source);
+}
+
+/** CPU so far (µs) of every process that is ours, by pid (this process under 0). */
+function oursSnapshot(): Map<number, number> {
+  const self = process.cpuUsage();
+  const out = new Map<number, number>([[0, self.user + self.system]]);
+  const add = (pid: number): void => {
+    if (out.has(pid)) return;
+    try {
+      out.set(pid, cpuMicros(pid));
+    } catch {
+      // exited meanwhile
+    }
+  };
+  for (const p of procs) add(p.pid);
+  for (const source of pidSources) for (const pid of source()) add(pid);
+  return out;
+}
+
+/**
+ * CPU (µs) used between two snapshots by the processes of the second one: a process that was not
+ * in the first counts whole (it started meanwhile), one that is gone from the second counts
+ * nothing from its last snapshot on.
+ */
+export function cpuBetween(before: ReadonlyMap<number, number>, after: ReadonlyMap<number, number>): number {
+  let total = 0;
+  for (const [pid, us] of after) total += Math.max(0, us - (before.get(pid) ?? 0));
+  return total;
+}
+
+/** CPU so far (µs) of the given processes, by pid (missing ones left out). */
+export function cpuSnapshot(pids: Iterable<number>): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const pid of pids) {
+    try {
+      out.set(pid, cpuMicros(pid));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/**
  * Starts measuring CPU used by processes other than this benchmark's (user + system time of the
  * whole machine minus ours); the returned function gives their average use in cores since then.
  * Other work on the machine skews the ratios, so each measurement records it.
@@ -143,10 +197,10 @@ export function cpuMicros(pid: number): number {
 export function foreignCpu(): () => number {
   const t0 = performance.now();
   const busy0 = machineBusyUs();
-  const ours0 = oursUs();
+  const ours0 = oursSnapshot();
   return () => {
     const wallUs = (performance.now() - t0) * 1000;
-    return Math.max(0, machineBusyUs() - busy0 - (oursUs() - ours0)) / wallUs;
+    return Math.max(0, machineBusyUs() - busy0 - cpuBetween(ours0, oursSnapshot())) / wallUs;
   };
 }
 
@@ -154,19 +208,6 @@ function machineBusyUs(): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
   const [, user, nice, system] = line.trim().split(/\s+/).map(Number);
   return (((user ?? 0) + (nice ?? 0) + (system ?? 0)) * 1e6) / CLK_TCK;
-}
-
-function oursUs(): number {
-  const self = process.cpuUsage();
-  let total = self.user + self.system;
-  for (const p of procs) {
-    try {
-      total += cpuMicros(p.pid);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return total;
 }
 
 let retriesLeft = Number(process.env['BENCH_NOISE_RETRIES'] ?? '8');
@@ -216,33 +257,101 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+const syncCleanups = new Set<() => void>();
+const asyncCleanups = new Set<() => Promise<void>>();
+
+/**
+ * Registers a clean-up that must also run when the run is interrupted: `sync` runs at every exit
+ * (kill something), `async` on errors and Ctrl-C before the process exits (e.g. drop a database).
+ * The returned function unregisters both (call it once the phase cleaned up by itself).
+ */
+export function onCleanup(cleanup: { sync?: () => void; async?: () => Promise<void> }): () => void {
+  const { sync, async } = cleanup;
+  if (sync !== undefined) syncCleanups.add(sync);
+  if (async !== undefined) asyncCleanups.add(async);
+  return () => {
+    if (sync !== undefined) syncCleanups.delete(sync);
+    if (async !== undefined) asyncCleanups.delete(async);
+  };
+}
+
+/** Runs the registered asynchronous clean-ups (each at most once), giving up after `timeoutMs`. */
+export async function runAsyncCleanups(timeoutMs = 20_000): Promise<void> {
+  const all = [...asyncCleanups];
+  asyncCleanups.clear();
+  if (all.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      process.stderr.write(`bench: clean-up did not finish within ${timeoutMs} ms\n`);
+      resolve();
+    }, timeoutMs);
+  });
+  const work = Promise.all(
+    all.map((fn) =>
+      fn().catch((err: unknown) => {
+        process.stderr.write(`bench: clean-up failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      }),
+    ),
+  ).then(() => undefined);
+  await Promise.race([work, timeout]);
+  clearTimeout(timer);
+}
+
 /** Kills whatever is still running and removes the temporary directories (synchronous). */
 function cleanupSync(): void {
   for (const p of procs) {
     if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   }
   procs.clear();
+  for (const fn of syncCleanups) {
+    try {
+      fn();
+    } catch {
+      // best effort
+    }
+  }
+  syncCleanups.clear();
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }
 
 let installed = false;
+let aborting = false;
+
+/** True once a signal or a crash started tearing the run down (measurements are then void). */
+export function interrupted(): boolean {
+  return aborting;
+}
+
+/** Kills the children at once, then runs the asynchronous clean-ups, then exits with `code`. */
+function abort(code: number): void {
+  cleanupSync();
+  void runAsyncCleanups().finally(() => process.exit(code));
+}
 
 /** Installs the exit / signal / crash handlers once. */
 export function installCleanup(): void {
   if (installed) return;
   installed = true;
   process.on('exit', cleanupSync);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  // Exit codes 128 + the signal's number, as a shell reports a process killed by it.
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ] as const) {
     process.on(sig, () => {
+      if (aborting) return;
+      aborting = true;
       process.stderr.write(`\nbench: ${sig} received, stopping child processes\n`);
-      cleanupSync();
-      process.exit(130);
+      abort(code);
     });
   }
   process.on('uncaughtException', (err) => {
     process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
-    cleanupSync();
-    process.exit(1);
+    if (aborting) return;
+    aborting = true;
+    abort(1);
   });
 }

@@ -7,6 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HeapStats } from './gateway.js';
 import type { BurstResult, JsonLoad, LatencyResult, ManyStreamsResult } from './load.js';
+import { ALL_PHASES } from './context.js';
+import { renderShared, sharedForeignCpu, sharedTargets, type SharedResults } from './shared-results.js';
 import { median, ratio, round } from './stats.js';
 
 export interface PacedResult {
@@ -69,6 +71,8 @@ export interface Results {
   summary?: Summary;
   scale?: ScaleConfig[];
   manyStreams?: ManyStreams;
+  /** The shared-mode phase (PostgreSQL + Redis), skipped with a reason when they are missing. */
+  shared?: SharedResults;
   targets?: Target[];
 }
 
@@ -183,6 +187,7 @@ export function noiseNote(res: Results): string | undefined {
     for (const b of Object.values(r.burst)) seen.push(b.foreignCpu);
   }
   for (const c of res.scale ?? []) for (const j of c.runs) seen.push(j.foreignCpu);
+  seen.push(...sharedForeignCpu(res.shared));
   const noisy = seen.filter((x) => x > 0.1);
   if (noisy.length === 0) return undefined;
   return (
@@ -206,7 +211,8 @@ export function evaluateTargets(res: Results): Target[] {
   const ttftOver = g('ttftMs', 'gateway') - g('ttftMs', 'reference');
   const chunkRatio = g('cpuUsPerChunk', 'ratio');
   const rss = g('peakRssMB', 'gateway');
-  const out: Target[] = [
+  // The head-to-head targets only when that phase ran (BENCH_PHASES may leave it out).
+  const head: Target[] = [
     t(
       'Throughput, 64 connections',
       '≥ 0.7× reference',
@@ -228,6 +234,7 @@ export function evaluateTargets(res: Results): Target[] {
     ),
     t('Peak RSS, 64 connections', '≤ 150 MB', `${round(rss, 1)} MB`, fin(rss) && rss <= 150),
   ];
+  const out: Target[] = res.rounds.length > 0 ? head : [];
   const sc = res.scale;
   const small = sc?.[0];
   const large = sc?.[sc.length - 1];
@@ -267,6 +274,7 @@ export function evaluateTargets(res: Results): Target[] {
       ),
     );
   }
+  out.push(...sharedTargets(res.shared));
   return out;
 }
 
@@ -278,7 +286,7 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
   const s = res.summary ?? {};
   const L: string[] = [];
   L.push(
-    `Run of ${res.startedAt} (${res.quick ? 'quick' : 'full'} mode, ${res.rounds.length} round(s), ` +
+    `Run of ${res.startedAt} (${res.quick ? 'quick' : 'full'} mode, ${String(res.config['rounds'])} round(s), ` +
       `${fmt(res.durationS, 0)} s) — raw numbers: \`${jsonPath}\`.`,
   );
   L.push('', `Gateway: ${String(res.gateway['describe'])}.`, '');
@@ -293,41 +301,43 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
       `| ${t.name} | ${t.goal} | ${t.value} | ${t.pass === undefined ? 'n/a' : t.pass ? 'PASS' : '**FAIL**'} |`,
     );
   }
-  L.push(
-    '',
-    '### Gateway vs reference (medians over rounds; ratios of throughput and CPU paired per round)',
-    '',
-  );
-  L.push(
-    '| Metric | Direct to mock | Reference proxy | Gateway | Gateway / reference |',
-    '|---|---|---|---|---|',
-  );
-  const rows: Array<[string, string, number]> = [
-    ['Requests/s, 64 connections', 'rps64', 0],
-    ['p50 latency, 64 connections (ms)', 'p50Ms64', 1],
-    ['p99 latency, 64 connections (ms)', 'p99Ms64', 1],
-    ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
-    ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
-    ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
-    ['Added latency over direct, 1 connection (ms)', 'addedLatency1Ms', 3],
-    ['Stream TTFT, median (ms)', 'ttftMs', 3],
-    ['Stream total, 50 × 20 ms, median (ms)', 'streamTotalMs', 1],
-    ['Proxy CPU per streamed chunk (µs)', 'cpuUsPerChunk', 2],
-    ['Peak RSS, VmHWM (MB)', 'peakRssMB', 1],
-  ];
-  for (const [label, key, d] of rows) {
-    const v = s[key] ?? {};
-    L.push(
-      `| ${label} | ${fmt(v.direct, d)} | ${fmt(v.reference, d)} | ${fmt(v.gateway, d)} | ${fmt(v.ratio, 2)} |`,
-    );
-  }
-  const h = res.gatewayHeap;
-  if (h !== undefined) {
+  if (res.rounds.length > 0) {
     L.push(
       '',
-      `Gateway V8 heap after the rounds: ${fmt(h.heapUsedMB, 1)} MB used of ${fmt(h.heapTotalMB, 1)} MB, ` +
-        `${fmt(h.externalMB, 1)} MB external (the rest of the RSS is code, stacks, SQLite and allocator slack).`,
+      '### Gateway vs reference (medians over rounds; ratios of throughput and CPU paired per round)',
+      '',
     );
+    L.push(
+      '| Metric | Direct to mock | Reference proxy | Gateway | Gateway / reference |',
+      '|---|---|---|---|---|',
+    );
+    const rows: Array<[string, string, number]> = [
+      ['Requests/s, 64 connections', 'rps64', 0],
+      ['p50 latency, 64 connections (ms)', 'p50Ms64', 1],
+      ['p99 latency, 64 connections (ms)', 'p99Ms64', 1],
+      ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
+      ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
+      ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
+      ['Added latency over direct, 1 connection (ms)', 'addedLatency1Ms', 3],
+      ['Stream TTFT, median (ms)', 'ttftMs', 3],
+      ['Stream total, 50 × 20 ms, median (ms)', 'streamTotalMs', 1],
+      ['Proxy CPU per streamed chunk (µs)', 'cpuUsPerChunk', 2],
+      ['Peak RSS, VmHWM (MB)', 'peakRssMB', 1],
+    ];
+    for (const [label, key, d] of rows) {
+      const v = s[key] ?? {};
+      L.push(
+        `| ${label} | ${fmt(v.direct, d)} | ${fmt(v.reference, d)} | ${fmt(v.gateway, d)} | ${fmt(v.ratio, 2)} |`,
+      );
+    }
+    const h = res.gatewayHeap;
+    if (h !== undefined) {
+      L.push(
+        '',
+        `Gateway V8 heap after the rounds: ${fmt(h.heapUsedMB, 1)} MB used of ${fmt(h.heapTotalMB, 1)} MB, ` +
+          `${fmt(h.externalMB, 1)} MB external (the rest of the RSS is code, stacks, SQLite and allocator slack).`,
+      );
+    }
   }
   if (res.scale !== undefined) {
     L.push('', '### Scale run (gateway, 64 connections)', '');
@@ -354,12 +364,13 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
         `${fmt(m.rssPeakKb / 1024, 1)} MB peak, ${fmt(m.rssAfterKb / 1024, 1)} MB after → ≈ ${fmt(m.kbPerStream, 1)} kB per stream.`,
     );
   }
+  L.push(...renderShared(res.shared));
   return L.join('\n');
 }
 
 export function isCompleteRun(phases: Iterable<string>): boolean {
   const set = new Set(phases);
-  return ['main', 'scale', 'many'].every((p) => set.has(p));
+  return ALL_PHASES.every((p) => set.has(p));
 }
 
 const START = '<!-- bench:results:start -->';
