@@ -55,7 +55,10 @@ interface LeaseState {
   acquiring: Promise<void> | undefined;
   /** Until when background refills wait (another instance asked for this account's credit). */
   quietUntil: number;
-  /** What top-ups waiting here want in all (an idle release leaves the account alone meanwhile). */
+  /**
+   * What top-ups waiting here want in all: a lease request asks for all of it (a burst's requests
+   * then find their share), and an idle release leaves the account alone meanwhile.
+   */
   wanted: Micros;
 }
 
@@ -115,7 +118,12 @@ export class LeasePurse implements Purse {
   private async topUpHeld(account: Account, st: LeaseState, want: Micros): Promise<Shortfall | undefined> {
     if (st.acquiring !== undefined) await st.acquiring;
     if (this.available(account) >= want) return undefined;
-    const first = await this.acquire(account, st, this.target(st, want) - this.available(account));
+    // Enough for every top-up waiting here (a burst): each will reserve what it wants.
+    const first = await this.acquire(
+      account,
+      st,
+      this.target(st, Math.max(want, st.wanted)) - this.available(account),
+    );
     if (first === undefined) return 'store';
     if (this.available(account) >= want) return undefined;
     // The rest of the balance may sit in other instances' leases: ask for it, try once more.
@@ -124,7 +132,7 @@ export class LeasePurse implements Purse {
       .catch((err: unknown) =>
         this.opts.log.warn({ err, account: account.id }, 'could not ask the other instances for credit'),
       );
-    const second = await this.acquire(account, st, want - this.available(account));
+    const second = await this.acquire(account, st, Math.max(want, st.wanted) - this.available(account));
     if (second === undefined) return 'store';
     if (this.available(account) >= want) return undefined;
     // A bound the store named says what limits the account. Granted in full yet short again:
