@@ -220,16 +220,17 @@
     const tbody = section.querySelector('tbody');
     clear(tbody);
     const daily = info.daily_usage || {};
-    // The root account (extension field `unlimited`) has no metered balance or HardLimit: both are null.
+    // The root account (extension field `unlimited`) has no metered balance or HardLimit; the API
+    // reports them as $1e9 (older versions: null) so that the original's page can format them.
     const unlimited = info.unlimited === true || (info.balance === null && info.hard_limit === null);
     const monthly = info.monthly_usage || {};
     const badges = [];
     if (info.status === false) badges.push(el('span', { className: 'badge error' }, 'Disabled 已停用'));
-    const soft = num(info.soft_limit);
+    const soft = unlimited ? null : num(info.soft_limit);
     const monthUsed = num(monthly.CreditUsed);
     if (soft !== null && soft > 0 && monthUsed !== null && monthUsed >= soft)
       badges.push(el('span', { className: 'badge warn' }, 'SoftLimit reached 已达提醒额度'));
-    const balance = num(info.balance);
+    const balance = unlimited ? null : num(info.balance);
     if (balance !== null && balance < 1)
       badges.push(el('span', { className: 'badge error' }, 'Balance < $1 余额不足'));
 
@@ -268,12 +269,9 @@
         cell(4, [
           labelled('Today 今日', fmtMoney(daily.CreditUsed)),
           labelled('Month 本月', fmtMoney(monthly.CreditUsed)),
-          labelled(
-            'HardLimit 月上限',
-            unlimited && info.hard_limit == null ? 'None 无' : fmtMoney(info.hard_limit),
-          ),
-          labelled('Month / HardLimit', pct(monthly.CreditUsed, info.hard_limit)),
-          usageMeter(monthly.CreditUsed, info.hard_limit),
+          labelled('HardLimit 月上限', unlimited ? 'None 无' : fmtMoney(info.hard_limit)),
+          labelled('Month / HardLimit', unlimited ? '—' : pct(monthly.CreditUsed, info.hard_limit)),
+          unlimited ? null : usageMeter(monthly.CreditUsed, info.hard_limit),
         ]),
         cell(5, [
           labelled('Today 今日', fmtInt(daily.Requests)),

@@ -187,6 +187,24 @@
     actionStatus.textContent = '';
   }
 
+  /** The server's notices about a change (ignored fields, a SoftLimit lowered with HardLimit). */
+  function warningsNotice(data) {
+    const warnings = data && Array.isArray(data.Warnings) ? data.Warnings : [];
+    if (warnings.length === 0) return null;
+    return el(
+      'div',
+      { className: 'notice warn', id: 'result-warnings', role: 'status' },
+      el('strong', null, 'Note 提示: '),
+      warnings.length === 1
+        ? String(warnings[0])
+        : el(
+            'ul',
+            { className: 'plain-list' },
+            warnings.map((w) => el('li', null, String(w))),
+          ),
+    );
+  }
+
   function showResult(title, ...nodes) {
     clear(result);
     append(result, nodes);
@@ -370,6 +388,7 @@
         ),
       ];
       if (secret) nodes.push(newKeyPanel(secret));
+      nodes.push(warningsNotice(data));
       if (user.Updates) nodes.push(kvTable(user.Updates, 'New account 新账户', 'user-table'));
       nodes.push(parentSummary(data && data.Parent));
       showResult('Created 已创建', nodes);
@@ -494,6 +513,7 @@
         verb + ': ' + (user.Name || name) + (user.ID != null ? ' (ID ' + user.ID + ')' : ''),
       ),
     ];
+    nodes.push(warningsNotice(data));
     if (user.Updates) nodes.push(kvTable(user.Updates, 'Sub-account now 子账号当前状态', 'user-table'));
     nodes.push(parentSummary(data && data.Parent));
     showResult(verb, nodes);
@@ -741,6 +761,7 @@
     const name = nameInput.value.trim();
     await run('View 查看', async () => {
       const data = await apiRequest(api.base, 'GET', name ? userPath('/x-dna', name) : '/x-dna', key);
+      // A single lookup answers a one-element array (as the original's); older gateways an object.
       const users = Array.isArray(data) ? data : data && typeof data === 'object' ? [data] : [];
       if (users.length === 0) {
         showResult(

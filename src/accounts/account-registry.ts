@@ -2,8 +2,17 @@
  * Every account in memory, indexed by key fingerprint (authentication without a database read),
  * id, name and e-mail, with the parent/child tree. Tens of thousands of accounts cost a few MB;
  * lookups are O(1), so per-request cost stays flat as the tree grows.
+ *
+ * Names and e-mails are indexed by their `foldKey` (NFKC, case-folded in every script): this
+ * index is what makes them unique (the store only has plain indexes, see migrations.ts 0002).
  */
 import type { Account } from './account.js';
+import { foldKey } from './account-rules.js';
+
+/** Deletes `key` only while it still points at `account` (another account may hold it now). */
+function unset<K>(map: Map<K, Account>, key: K, account: Account): void {
+  if (map.get(key) === account) map.delete(key);
+}
 
 export class AccountRegistry {
   private readonly byId = new Map<number, Account>();
@@ -20,27 +29,27 @@ export class AccountRegistry {
   add(account: Account): void {
     this.byId.set(account.id, account);
     this.byKey.set(account.keyHash, account);
-    this.byName.set(account.name.toLowerCase(), account);
-    this.byEmail.set(account.email.toLowerCase(), account);
+    this.byName.set(foldKey(account.name), account);
+    this.byEmail.set(foldKey(account.email), account);
     if (account.id >= this.nextId) this.nextId = account.id + 1;
     if (account.parentId !== null) this.byId.get(account.parentId)?.childIds.add(account.id);
   }
 
   remove(account: Account): void {
-    this.byId.delete(account.id);
-    this.byKey.delete(account.keyHash);
-    this.byName.delete(account.name.toLowerCase());
-    this.byEmail.delete(account.email.toLowerCase());
+    unset(this.byId, account.id, account);
+    unset(this.byKey, account.keyHash, account);
+    unset(this.byName, foldKey(account.name), account);
+    unset(this.byEmail, foldKey(account.email), account);
     if (account.parentId !== null) this.byId.get(account.parentId)?.childIds.delete(account.id);
   }
 
   /** Re-indexes after a name, e-mail or key change (call with the old values). */
   reindex(account: Account, old: { name: string; email: string; keyHash: string }): void {
-    this.byName.delete(old.name.toLowerCase());
-    this.byEmail.delete(old.email.toLowerCase());
-    this.byKey.delete(old.keyHash);
-    this.byName.set(account.name.toLowerCase(), account);
-    this.byEmail.set(account.email.toLowerCase(), account);
+    unset(this.byName, foldKey(old.name), account);
+    unset(this.byEmail, foldKey(old.email), account);
+    unset(this.byKey, old.keyHash, account);
+    this.byName.set(foldKey(account.name), account);
+    this.byEmail.set(foldKey(account.email), account);
     this.byKey.set(account.keyHash, account);
   }
 
@@ -52,12 +61,14 @@ export class AccountRegistry {
     return this.byId.get(id);
   }
 
+  /** The account whose Name is `name` in any case or normal form (`foldKey`). */
   findByName(name: string): Account | undefined {
-    return this.byName.get(name.toLowerCase());
+    return this.byName.get(foldKey(name));
   }
 
+  /** The account whose E-mail is `email` in any case or normal form (`foldKey`). */
   findByEmail(email: string): Account | undefined {
-    return this.byEmail.get(email.toLowerCase());
+    return this.byEmail.get(foldKey(email));
   }
 
   /** Resolves an identifier the way the original API does: numeric id, then name, then e-mail. */

@@ -8,12 +8,47 @@ import { ENABLEABLE_FAMILIES, isEnableableFamily } from '../tenancy/families.js'
 import type { Account } from './account.js';
 import { isValidIpEntry } from './ip-matcher.js';
 
-/** 4–63 characters of letters, digits, `_`, `-`, `.`, with at least one letter (XAI rule). */
+/** Shortest and longest Name, in characters (code points, after NFC). */
+export const NAME_MIN = 4;
+export const NAME_MAX = 63;
+/** Letters, combining marks and digits of any script, plus `_`, `-` and `.`. */
+const NAME_CHARS = /^[\p{L}\p{M}\p{N}_.-]+$/u;
+
+/**
+ * What is wrong with a Name, if anything. Names may be written in any script (`测试账号`,
+ * `张伟k2x9`, `José`): 4–63 characters of letters, combining marks, digits, `_`, `-` and `.`,
+ * with at least one letter (so that a Name is never taken for an ID) and no combining mark
+ * first. Spaces, punctuation, symbols, control and invisible characters (zero-width spaces,
+ * joiners, direction marks) are refused, so that two names that look the same are the same.
+ * `name` must already be in NFC (see `normalizeName`).
+ */
 export function nameProblem(name: string): string | undefined {
-  if (name.length < 4 || name.length > 63) return 'Name must be 4 to 63 characters long.';
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) return 'Name may only contain letters, digits, "_", "-" and ".".';
-  if (!/[A-Za-z]/.test(name)) return 'Name must contain at least one letter.';
+  const length = [...name].length;
+  if (length < NAME_MIN || length > NAME_MAX)
+    return `Name must be ${NAME_MIN} to ${NAME_MAX} characters long.`;
+  // Letters and marks that draw nothing (Hangul fillers, variation selectors, the grapheme joiner)
+  // are in the allowed categories: Unicode's default-ignorable property names them.
+  if (!NAME_CHARS.test(name) || /\p{Default_Ignorable_Code_Point}/u.test(name))
+    return 'Name may only contain letters, digits, "_", "-" and "." (no spaces, punctuation, symbols or invisible characters).';
+  if (/^\p{M}/u.test(name)) return 'Name must not begin with a combining mark.';
+  if (!/\p{L}/u.test(name)) return 'Name must contain at least one letter.';
   return undefined;
+}
+
+/** The stored form of a Name: Unicode NFC, so that one name has one spelling. */
+export function normalizeName(name: string): string {
+  return name.normalize('NFC');
+}
+
+/**
+ * The key under which Names and E-mails are unique and looked up: compatibility-normalised
+ * (NFKC: full-width `ＡＢＣ` is `ABC`) and case-folded for every script, not only A–Z.
+ * Lowering alone is not a fold: `ΟΔΟΣ` lowers to `οδος` (final sigma) but `οδοσ` stays as it
+ * is, and `ẞ` lowers to `ß` where `SS` lowers to `ss`. Lower, upper, lower again maps every
+ * spelling of a letter to one form; a final NFKC keeps the key normalised.
+ */
+export function foldKey(text: string): string {
+  return text.normalize('NFKC').toLowerCase().toUpperCase().toLowerCase().normalize('NFKC');
 }
 
 /** A deliberately simple address check: one `@`, no spaces, a dot in the domain, ≤ 254 chars. */

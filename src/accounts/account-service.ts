@@ -79,6 +79,28 @@ export function recordLedger(
   }
 }
 
+/**
+ * 409 when `name` or `email` belongs to an account other than `self`, in any case or normal form
+ * (the registry compares their `foldKey`s: `测试账号`, `José` = `JOSÉ`, `ΟΔΟΣ` = `οδοσ`).
+ */
+export function uniquenessProblem(
+  registry: Pick<AccountDirectory, 'findByName' | 'findByEmail'>,
+  wanted: { readonly name?: string | undefined; readonly email?: string | undefined },
+  self?: Account,
+): Failure | undefined {
+  if (wanted.name !== undefined) {
+    const other = registry.findByName(wanted.name);
+    if (other !== undefined && other !== self && other.id !== self?.id)
+      return fail('duplicate', `The name "${wanted.name}" is already taken.`, 'Name');
+  }
+  if (wanted.email !== undefined) {
+    const other = registry.findByEmail(wanted.email);
+    if (other !== undefined && other !== self && other.id !== self?.id)
+      return fail('duplicate', `The e-mail "${wanted.email}" is already used by another account.`, 'Email');
+  }
+  return undefined;
+}
+
 export type Scope = 'child' | 'descendant';
 
 /** True when `account` is a direct child (scope 'child') or any descendant of `caller`. */
@@ -187,10 +209,8 @@ export function createChild(
       'Rates',
     );
   }
-  if (registry.findByName(input.name) !== undefined)
-    return fail('duplicate', `The name "${input.name}" is already taken.`, 'Name');
-  if (registry.findByEmail(input.email) !== undefined)
-    return fail('duplicate', `The e-mail "${input.email}" is already used by another account.`, 'Email');
+  const taken = uniquenessProblem(registry, input);
+  if (taken !== undefined) return taken;
   if (parent.childIds.size >= parent.childLimit) {
     return fail('conflict', `You already have ${parent.childIds.size} sub-accounts, your ChildLimit.`);
   }

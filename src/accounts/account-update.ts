@@ -6,7 +6,9 @@
  *
  * Order of effects inside one call: `Rates` rescales the target's cards first, so a
  * `CreditGranted` in the same call is in the new units; then the recharge or deduction; then the
- * HardLimit rule; then explicit `HardLimit`/`SoftLimit`, which win over the automatic rule.
+ * HardLimit rule; then explicit `HardLimit`/`SoftLimit`, which win over the automatic rule. A
+ * HardLimit lowered below the SoftLimit without a SoftLimit in the same call lowers the SoftLimit
+ * to 80 % of the new HardLimit (reported in `warnings`).
  */
 import type { Micros, RateMicros } from '../billing/money.js';
 import { ratesToNumber } from '../billing/money.js';
@@ -16,13 +18,14 @@ import {
   fail,
   planGrant,
   recordLedger,
+  uniquenessProblem,
   usd,
   type Failure,
   type Result,
   type ServiceDeps,
 } from './account-service.js';
 import { deductFromChild, rescaleAccount, type LedgerEntry } from './card-ops.js';
-import { defaultHardLimit, liveBalance, type Card } from './cards.js';
+import { defaultHardLimit, defaultSoftLimit, liveBalance, type Card } from './cards.js';
 import { IpMatcher } from './ip-matcher.js';
 
 export interface UpdateInput {
@@ -132,16 +135,8 @@ function validate(
       return fail('not_ancestor', 'An account may change only its own Alias and BillingEmail.');
     }
   }
-  if (input.name !== undefined) {
-    const other = registry.findByName(input.name);
-    if (other !== undefined && other !== target)
-      return fail('duplicate', `The name "${input.name}" is already taken.`, 'Name');
-  }
-  if (input.email !== undefined) {
-    const other = registry.findByEmail(input.email);
-    if (other !== undefined && other !== target)
-      return fail('duplicate', `The e-mail "${input.email}" is already used by another account.`, 'Email');
-  }
+  const taken = uniquenessProblem(registry, input, target);
+  if (taken !== undefined) return taken;
   if (input.rates !== undefined) {
     const parent = target.parentId === null ? undefined : registry.get(target.parentId);
     if (parent !== undefined && input.rates < parent.rates) {
@@ -175,7 +170,7 @@ export function updateAccount(
   target: Account,
   input: UpdateInput,
   now: number,
-): Result<{ changed: ChangedField[] }> {
+): Result<{ changed: ChangedField[]; warnings: string[] }> {
   const invalid = validate(deps, caller, target, input);
   if (invalid !== undefined) return invalid;
   const ips = changeIps(target.allowIps, input.allowIps, input.denyIps);
@@ -201,7 +196,17 @@ export function updateAccount(
     if (live > hardLimit) hardLimit = defaultHardLimit(live);
   }
   if (input.hardLimit !== undefined) hardLimit = input.hardLimit;
-  const softLimit = input.softLimit ?? target.softLimit;
+  let softLimit = input.softLimit ?? target.softLimit;
+  const warnings: string[] = [];
+  if (input.hardLimit !== undefined && input.softLimit === undefined && softLimit > hardLimit) {
+    // The original documents that HardLimit "can be lowered": lowering it alone takes the
+    // SoftLimit down with it (to its default share of the new HardLimit), and says so.
+    const lowered = defaultSoftLimit(hardLimit);
+    warnings.push(
+      `SoftLimit lowered from ${usd(softLimit)} to ${usd(lowered)} (80 % of the new HardLimit ${usd(hardLimit)}), as a SoftLimit may not exceed the HardLimit.`,
+    );
+    softLimit = lowered;
+  }
   if (softLimit > hardLimit) {
     return fail(
       'invalid_value',
@@ -254,5 +259,5 @@ export function updateAccount(
     deps.writer.markDirty(caller);
   }
   recordLedger(deps.writer, money.entries, caller, target, now);
-  return { ok: true, changed };
+  return { ok: true, changed, warnings };
 }

@@ -10,13 +10,17 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { KeyPool, KeyView } from '../keys/key-pool.js';
 import { readJsonObject, field } from './json-body.js';
 import { sendJson } from '../http/send-json.js';
+import { utcIso, type TimeFormat } from './user-json.js';
 
+/** `iso` writes the times (the calendar's `iso` gives them the TZ offset; UTC by default). */
 export async function handleKeys(
   pool: KeyPool,
   req: IncomingMessage,
   res: ServerResponse,
   rest: string,
+  iso: TimeFormat = utcIso,
 ): Promise<void> {
+  const keyJson = (k: KeyView): Record<string, unknown> => keyView(k, iso);
   const method = req.method ?? 'GET';
   if (rest === '') {
     if (method === 'GET') return sendJson(res, 200, pool.list().map(keyJson));
@@ -84,18 +88,18 @@ function group(body: Record<string, unknown>): string | null | undefined {
   return g;
 }
 
-function keyJson(k: KeyView): Record<string, unknown> {
+function keyView(k: KeyView, iso: TimeFormat): Record<string, unknown> {
   return {
     ID: k.id,
     Key: k.masked,
     Group: k.group,
     Status: k.status,
     Reason: k.reason,
-    Until: k.until === null ? null : new Date(k.until).toISOString(),
+    Until: k.until === null ? null : iso(k.until),
     LastError: k.lastError,
     Requests: k.requests,
     Failures: k.failures,
-    CreatedAt: new Date(k.createdAt).toISOString(),
-    UpdatedAt: new Date(k.updatedAt).toISOString(),
+    CreatedAt: iso(k.createdAt),
+    UpdatedAt: iso(k.updatedAt),
   };
 }

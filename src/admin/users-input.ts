@@ -1,16 +1,29 @@
 /**
  * Request bodies of /x-users, parsed into typed inputs for the account service. Types, formats and
  * ranges are checked here (400 naming the field); rules that need state (uniqueness, balances,
- * the parent's Rates) are the service's. Unknown fields are refused rather than silently ignored,
- * so a typo such as `"Rate": 2` cannot look like a success.
+ * the parent's Rates) are the service's.
+ *
+ * Like the original, a field the API does not know is ignored rather than refused (older clients
+ * still send fields of older versions), but never silently: each one is reported back as a
+ * warning (`Warnings` in the answer and the `x-proxyxai-warning` header), and a PUT whose body
+ * names no known field at all is still a 400, so that a lone typo such as `{"Rate": 2}` cannot
+ * look like a success. The original's older names are read as aliases: `AllowIP` / `DenyIP`
+ * (before 2024-01-08) for `AllowIPs` / `DenyIPs`, and its successor's `RPM` for `RateLimit`.
  */
-import { isValidEmail, nameProblem } from '../accounts/account-rules.js';
+import { isValidEmail, nameProblem, normalizeName } from '../accounts/account-rules.js';
 import type { CreateInput } from '../accounts/account-service.js';
 import type { UpdateInput } from '../accounts/account-update.js';
 import { MAX_CARD_DAYS } from '../accounts/cards.js';
 import { MAX_USD, ratesFromNumber, usdToMicros, type Micros } from '../billing/money.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { field, type JsonObject } from './json-body.js';
+
+/** A parsed body and what the caller should be told about it. */
+export interface Parsed<T> {
+  readonly input: T;
+  /** Ignored fields and similar notices, for the answer's `Warnings`. */
+  readonly warnings: string[];
+}
 
 const CREATE_FIELDS = ['Name', 'Email', 'CreditGranted', 'Alias', 'Rates', 'Days'] as const;
 const UPDATE_FIELDS = [
@@ -32,6 +45,14 @@ const UPDATE_FIELDS = [
   'Status',
   'ChildLimit',
 ] as const;
+/** Older names still accepted on PUT, and the field each stands for. */
+const UPDATE_ALIASES: Readonly<Record<string, (typeof UPDATE_FIELDS)[number]>> = {
+  AllowIP: 'AllowIPs',
+  DenyIP: 'DenyIPs',
+  RPM: 'RateLimit',
+};
+/** Unknown fields named one by one in the warnings; beyond that they are counted. */
+const MAX_NAMED_UNKNOWN = 10;
 /** Largest RateLimit / ChildLimit accepted (well above the original's 6666666 and 88888888). */
 const MAX_COUNT = 1_000_000_000;
 /** Largest Rates accepted (`ratesFromNumber`'s range). */
@@ -41,17 +62,29 @@ function invalid(name: string, message: string): GatewayError {
   return new GatewayError('invalid_value', message, name);
 }
 
-function rejectUnknown(body: JsonObject, allowed: readonly string[]): void {
-  for (const key of Object.keys(body)) {
-    if (!allowed.includes(key)) {
-      throw invalid(key, `Unknown field "${key.slice(0, 60)}". Accepted fields: ${allowed.join(', ')}.`);
-    }
-  }
+/** The body's fields that are neither accepted nor an alias, quoted for a message. */
+function unknownFields(
+  body: JsonObject,
+  allowed: readonly string[],
+  aliases: readonly string[] = [],
+): string {
+  const unknown = Object.keys(body).filter((k) => !allowed.includes(k) && !aliases.includes(k));
+  const named = unknown.slice(0, MAX_NAMED_UNKNOWN).map((k) => `"${k.slice(0, 60)}"`);
+  const more = unknown.length > MAX_NAMED_UNKNOWN ? ` and ${unknown.length - MAX_NAMED_UNKNOWN} more` : '';
+  return unknown.length === 0 ? '' : named.join(', ') + more;
+}
+
+/** The warning for ignored fields (none: no warning). */
+function ignoredWarning(unknown: string, allowed: readonly string[]): string[] {
+  return unknown === ''
+    ? []
+    : [`Ignored unknown field(s) ${unknown}. Accepted fields: ${allowed.join(', ')}.`];
 }
 
 function name(body: JsonObject): string | undefined {
-  const v = field.string(body, 'Name', { max: 1000 });
-  if (v === undefined) return undefined;
+  const raw = field.string(body, 'Name', { max: 1000 });
+  if (raw === undefined) return undefined;
+  const v = normalizeName(raw);
   const problem = nameProblem(v);
   if (problem !== undefined) throw invalid('Name', problem);
   return v;
@@ -82,8 +115,8 @@ function days(body: JsonObject): number | undefined {
 }
 
 /** `POST /x-users` body. */
-export function parseCreate(body: JsonObject): CreateInput {
-  rejectUnknown(body, CREATE_FIELDS);
+export function parseCreate(body: JsonObject): Parsed<CreateInput> {
+  const warnings = ignoredWarning(unknownFields(body, CREATE_FIELDS), CREATE_FIELDS);
   const n = name(body);
   if (n === undefined) throw invalid('Name', 'Name is required.');
   const e = email(body, 'Email');
@@ -94,18 +127,38 @@ export function parseCreate(body: JsonObject): CreateInput {
   const r = rates(body);
   const d = days(body);
   return {
-    name: n,
-    email: e,
-    creditGranted: credit,
-    ...(alias !== undefined && { alias }),
-    ...(r !== undefined && { rates: r }),
-    ...(d !== undefined && { days: d }),
+    input: {
+      name: n,
+      email: e,
+      creditGranted: credit,
+      ...(alias !== undefined && { alias }),
+      ...(r !== undefined && { rates: r }),
+      ...(d !== undefined && { days: d }),
+    },
+    warnings,
   };
 }
 
-/** `PUT /x-users/{ident}` body; at least one field must be present. */
-export function parseUpdate(body: JsonObject): UpdateInput {
-  rejectUnknown(body, UPDATE_FIELDS);
+/** A list field together with its older alias (`AllowIPs` and `AllowIP`): both lists, joined. */
+function listWithAlias(body: JsonObject, key: string, alias: string): string[] | undefined {
+  const a = field.list(body, key);
+  const b = field.list(body, alias);
+  if (a === undefined) return b;
+  return b === undefined ? a : [...a, ...b];
+}
+
+/** `RateLimit`, or its successor's name `RPM`; both at once must agree. */
+function rateLimitField(body: JsonObject): number | undefined {
+  const a = field.integer(body, 'RateLimit', { min: 1, max: MAX_COUNT });
+  const b = field.integer(body, 'RPM', { min: 1, max: MAX_COUNT });
+  if (a !== undefined && b !== undefined && a !== b)
+    throw invalid('RPM', 'RateLimit and RPM (its other name) were both given, with different values.');
+  return a ?? b;
+}
+
+/** `PUT /x-users/{ident}` body; at least one known field must be present. */
+export function parseUpdate(body: JsonObject): Parsed<UpdateInput> {
+  const unknown = unknownFields(body, UPDATE_FIELDS, Object.keys(UPDATE_ALIASES));
   const credit = usdField(body, 'CreditGranted', -MAX_USD);
   const creditRaw = body['CreditGranted'];
   if (credit === 0 && typeof creditRaw === 'number' && creditRaw !== 0) {
@@ -117,7 +170,7 @@ export function parseUpdate(body: JsonObject): UpdateInput {
   if (d !== undefined) out.days = d;
   const r = rates(body);
   if (r !== undefined) out.rates = r;
-  const rateLimit = field.integer(body, 'RateLimit', { min: 1, max: MAX_COUNT });
+  const rateLimit = rateLimitField(body);
   if (rateLimit !== undefined) out.rateLimit = rateLimit;
   const n = name(body);
   if (n !== undefined) out.name = n;
@@ -128,9 +181,9 @@ export function parseUpdate(body: JsonObject): UpdateInput {
   if (body['BillingEmail'] === null) out.billingEmail = null;
   const billing = email(body, 'BillingEmail');
   if (billing !== undefined) out.billingEmail = billing === '' ? null : billing;
-  const allowIps = field.list(body, 'AllowIPs');
+  const allowIps = listWithAlias(body, 'AllowIPs', 'AllowIP');
   if (allowIps !== undefined) out.allowIps = allowIps;
-  const denyIps = field.list(body, 'DenyIPs');
+  const denyIps = listWithAlias(body, 'DenyIPs', 'DenyIP');
   if (denyIps !== undefined) out.denyIps = denyIps;
   const allowModels = field.list(body, 'AllowModels');
   if (allowModels !== undefined) out.allowModels = allowModels;
@@ -147,10 +200,11 @@ export function parseUpdate(body: JsonObject): UpdateInput {
   const childLimit = field.integer(body, 'ChildLimit', { min: 0, max: MAX_COUNT });
   if (childLimit !== undefined) out.childLimit = childLimit;
   if (Object.keys(out).length === 0 && !('CreditGranted' in body)) {
+    const ignored = unknown === '' ? '' : ` (unknown: ${unknown})`;
     throw new GatewayError(
       'invalid_value',
-      `The body names no field to change. Accepted fields: ${UPDATE_FIELDS.join(', ')}.`,
+      `The body names no field to change${ignored}. Accepted fields: ${UPDATE_FIELDS.join(', ')}.`,
     );
   }
-  return out;
+  return { input: out, warnings: ignoredWarning(unknown, UPDATE_FIELDS) };
 }

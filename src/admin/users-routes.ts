@@ -15,6 +15,7 @@ import {
   inScope,
   removeChild,
   resolveTarget,
+  uniquenessProblem,
   type Scope,
 } from '../accounts/account-service.js';
 import { updateAccount } from '../accounts/account-update.js';
@@ -22,7 +23,14 @@ import { notifyNewKey } from '../accounts/notifications.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { sendJson } from '../http/send-json.js';
 import { readJsonObject, type JsonObject } from './json-body.js';
-import { createdJson, deletedJson, updatedJson, userJson } from './user-json.js';
+import {
+  createdJson,
+  deletedJson,
+  updatedJson,
+  userJson,
+  warningHeaders,
+  withWarnings,
+} from './user-json.js';
 import { parseCreate, parseUpdate } from './users-input.js';
 import type { UsersDeps } from './users-deps.js';
 
@@ -71,13 +79,25 @@ async function readBody(req: IncomingMessage, res: ServerResponse): Promise<Json
   return undefined;
 }
 
+/**
+ * Names and e-mails are checked against this instance's registry first. On one process that is
+ * the check itself; with several instances the change's own check (under the store's lock)
+ * compares lower-cased spellings only, and this one adds the full Unicode fold (`foldKey`) from
+ * the registry every instance keeps in step.
+ */
+function checkUnique(deps: UsersDeps, wanted: { name?: string; email?: string }, self?: Account): void {
+  const taken = uniquenessProblem(deps.registry, wanted, self);
+  if (taken !== undefined) throw taken.error;
+}
+
 async function create(
   deps: UsersDeps,
   caller: Account,
   res: ServerResponse,
   body: JsonObject,
 ): Promise<void> {
-  const input = parseCreate(body);
+  const { input, warnings } = parseCreate(body);
+  checkUnique(deps, input);
   const now = deps.clock();
   const plan = { touch: [caller.id], names: [input.name], emails: [input.email], money: true, create: true };
   const r = await deps.unit.run(plan, (view) => {
@@ -88,7 +108,8 @@ async function create(
   });
   if (!r.ok) throw r.error;
   notifyNewKey(deps.mailer, r.child, r.key, deps.config.serviceName, deps.log);
-  sendJson(res, 200, createdJson(r.me, r.child, r.key, deps.clock()));
+  const json = createdJson(r.me, r.child, r.key, deps.clock(), iso(deps));
+  sendJson(res, 200, withWarnings(json, warnings), warningHeaders(warnings));
 }
 
 async function update(
@@ -98,10 +119,12 @@ async function update(
   ident: string,
   body: JsonObject,
 ): Promise<void> {
-  const input = parseUpdate(body);
+  const { input, warnings } = parseUpdate(body);
   const now = deps.clock();
   const t = resolveTarget(deps.registry, caller, ident, 'update');
   if (!t.ok) throw t.error;
+  // On itself an account may not rename itself at all: the change answers that (403), not this.
+  if (t.target !== caller) checkUnique(deps, input, t.target);
   const plan = {
     touch: [caller.id, t.target.id],
     names: input.name === undefined ? [] : [input.name],
@@ -123,7 +146,9 @@ async function update(
     return changed.ok ? { ...changed, me, target } : changed;
   });
   if (!r.ok) throw r.error;
-  sendJson(res, 200, updatedJson(r.me, r.target, r.changed, deps.clock()));
+  const all = [...warnings, ...r.warnings];
+  const json = updatedJson(r.me, r.target, r.changed, deps.clock(), iso(deps));
+  sendJson(res, 200, withWarnings(json, all), warningHeaders(all));
 }
 
 async function remove(deps: UsersDeps, caller: Account, res: ServerResponse, ident: string): Promise<void> {
@@ -135,14 +160,24 @@ async function remove(deps: UsersDeps, caller: Account, res: ServerResponse, ide
     const target = view.account(t.target.id);
     if (me === undefined) return gone(caller);
     if (target === undefined) return gone(t.target);
+    // The cards as they were: the answer shows what the child held when it was deleted.
+    const cards = target.cards;
     const removed = removeChild({ ...deps, registry: view.registry, writer: view.writes }, me, target, now);
-    return removed.ok ? { ...removed, me, target } : removed;
+    return removed.ok ? { ...removed, me, target, cards } : removed;
   });
   if (!r.ok) throw r.error;
-  sendJson(res, 200, deletedJson(r.me, r.target, deps.clock()));
+  sendJson(res, 200, deletedJson(r.me, r.target, r.cards, deps.clock(), iso(deps)));
 }
 
-/** One account by path ident or `?id=`/`?name=`/`?email=`, or a page of the listing. */
+/** How this gateway writes times: with the offset of its TZ. */
+function iso(deps: UsersDeps): (ms: number) => string {
+  return (ms) => deps.calendar.iso(ms);
+}
+
+/**
+ * One account by path ident or `?id=`/`?name=`/`?email=` (as a one-element array), or a page of
+ * the listing, newest first.
+ */
 async function read(
   deps: UsersDeps,
   caller: Account,
@@ -163,8 +198,8 @@ async function read(
       );
     }
     await deps.fresh([a]);
-    const now = deps.clock();
-    return sendJson(res, 200, userJson(a, now, deps.calendar.periodOf(now)));
+    // A one-element array, as the original answers a single lookup (its scripts read `[0]`).
+    return sendJson(res, 200, [userJson(a, deps.clock(), deps.calendar)]);
   }
   const { page, size } = paging(query);
   const now = deps.clock();
@@ -176,15 +211,17 @@ async function read(
     });
     if (!fee.ok) throw fee.error;
   }
-  const all = scope === 'child' ? deps.registry.children(caller) : deps.registry.descendants(caller);
+  // Newest first, as the original lists them (ids grow with creation).
+  const all = (scope === 'child' ? deps.registry.children(caller) : deps.registry.descendants(caller)).sort(
+    (a, b) => b.id - a.id,
+  );
   const rows = all.slice((page - 1) * size, page * size);
   // On several instances the balances shown are read from the store, not this instance's view.
   await deps.fresh(rows);
-  const period = deps.calendar.periodOf(now);
   sendJson(
     res,
     200,
-    rows.map((a) => userJson(a, now, period)),
+    rows.map((a) => userJson(a, now, deps.calendar)),
     {
       'x-total-count': String(all.length),
       'x-page': String(page),

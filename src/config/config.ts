@@ -95,7 +95,8 @@ export class ConfigError extends Error {
   }
 }
 
-export const ACCOUNT_KEY_PATTERN = /^sk-Xvs[A-Za-z0-9]{45}$/;
+/** A configured account key: the original's `sk-Xvs` + 45 word characters (generated ones are alphanumeric). */
+export const ACCOUNT_KEY_PATTERN = /^sk-Xvs\w{45}$/;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -155,7 +156,7 @@ export function loadConfig(env: Env): Config {
     if (parts.length !== 3 || name !== 'root' || !email || !key) {
       problems.push('INIT_USERS must be "root:<email>:<key>"');
     } else if (!ACCOUNT_KEY_PATTERN.test(key)) {
-      problems.push('INIT_USERS key must be "sk-Xvs" followed by 45 letters or digits (51 characters)');
+      problems.push('INIT_USERS key must be "sk-Xvs" followed by 45 letters, digits or "_" (51 characters)');
     } else {
       initUsers = { name: 'root', email, key };
     }

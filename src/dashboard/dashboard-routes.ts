@@ -31,7 +31,7 @@ const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
       await deps.fresh([caller]);
       const now = deps.clock();
       deps.meter.rollWindows(caller, now);
-      return userInfo(caller, now);
+      return userInfo(caller, now, deps.calendar);
     },
   ],
   [

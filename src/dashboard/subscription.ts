@@ -20,11 +20,8 @@
  */
 import type { Account } from '../accounts/account.js';
 import { liveBalance } from '../accounts/cards.js';
-import { MAX_USD, MICROS_PER_USD, microsToUsd } from '../billing/money.js';
-import { liveCards } from './user-info.js';
-
-/** What "unlimited" reads as where OpenAI-compatible clients require a number. */
-export const UNLIMITED_USD = MAX_USD;
+import { MICROS_PER_USD, microsToUsd } from '../billing/money.js';
+import { liveCards, UNLIMITED_USD } from './user-info.js';
 
 export interface BillingSubscription {
   object: 'billing_subscription';

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 const ALLOW_HEADERS =
   'authorization, content-type, openai-beta, openai-organization, openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout';
 const EXPOSE_HEADERS =
-  'x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests';
+  'x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-proxyxai-warning';
 
 export class Cors {
   private readonly any: boolean;

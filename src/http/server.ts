@@ -82,7 +82,9 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
     const auth = deps.auth.authenticate(req.headers);
     if (!auth.ok) return sendError(res, auth.error);
     if (!auth.account.isRoot) throw new GatewayError('root_only');
-    return handleKeys(deps.pool, req, res, pathname.slice('/x-keys/'.length));
+    return handleKeys(deps.pool, req, res, pathname.slice('/x-keys/'.length), (ms) =>
+      deps.users.calendar.iso(ms),
+    );
   }
   for (const kind of ['x-users', 'x-dna'] as const) {
     if (pathname === `/${kind}` || pathname.startsWith(`/${kind}/`)) {

@@ -222,7 +222,12 @@ describe('spec §4.7 worked example over HTTP', () => {
     const before = Date.now();
     const r = await ok(call(gw, '/x-users/child-1', { method: 'DELETE', key: betaKey }));
     expect(r['Action']).toBe('delete');
-    expect(user(r)).toMatchObject({ ID: child1Id, Name: 'child-1', Rates: 2, CreditBalance: [] });
+    // The child's cards as they were at its deletion, exactly as in the original's example.
+    expect(user(r)).toMatchObject({ ID: child1Id, Name: 'child-1', Rates: 2 });
+    expect(amounts(user(r)['CreditBalance'])).toEqual([
+      [200, 100],
+      [160, 160],
+    ]);
     const cards = parent(r)['CreditBalance'] as Card[];
     expect(amounts(cards)).toEqual([
       [10000, 9719.8],
@@ -238,7 +243,7 @@ describe('spec §4.7 worked example over HTTP', () => {
     const gone = await call(gw, '/x-users/child-1', { key: betaKey });
     expect(gone.status).toBe(404);
     const list = await ok(call(gw, `/x-users/${betaId}`));
-    expect(list).toMatchObject({ Child: 1, Balance: 9899.6 });
+    expect(list).toMatchObject([{ Child: 1, Balance: 9899.6 }]);
   });
 
   it('the ledger explains every balance: Σ ledger amounts = live balance for each account', async () => {
@@ -288,11 +293,14 @@ describe('spec §4.7 worked example over HTTP', () => {
     expect(JSON.stringify(rootList)).not.toContain(betaKey);
 
     const dna = (await ok(call(gw, '/x-dna'))) as unknown as Json[];
-    expect(dna.map((u) => u['Name'])).toEqual(['beta', 'child-2']);
-    expect(await ok(call(gw, '/x-dna/child-2'))).toMatchObject({ Name: 'child-2', ParentID: betaId });
+    // Newest first, as the original lists them.
+    expect(dna.map((u) => u['Name'])).toEqual(['child-2', 'beta']);
+    expect(await ok(call(gw, '/x-dna/child-2'))).toMatchObject([{ Name: 'child-2', ParentID: betaId }]);
     // /x-users only shows direct children.
     expect((await call(gw, '/x-users/child-2')).status).toBe(404);
-    expect(await ok(call(gw, '/x-users?name=child-2', { key: betaKey }))).toMatchObject({ Name: 'child-2' });
+    expect(await ok(call(gw, '/x-users?name=child-2', { key: betaKey }))).toMatchObject([
+      { Name: 'child-2' },
+    ]);
     expect(gw.logs.join('\n')).not.toContain(betaKey);
   });
 
@@ -313,7 +321,7 @@ describe('spec §4.7 worked example over HTTP', () => {
     const strip = (list: Json[]): Json[] =>
       list.map((u) => ({ ...u, DailyUsage: undefined, MonthlyUsage: undefined }));
     expect(strip(after)).toEqual(strip(all));
-    expect(await ok(call(gw, '/x-users/child-3', { key: betaKey }))).toMatchObject({ Balance: 30 });
+    expect(await ok(call(gw, '/x-users/child-3', { key: betaKey }))).toMatchObject([{ Balance: 30 }]);
     // The child's key still authenticates (its balance of 30 is above the $20 API minimum).
     expect(await ok(call(gw, '/x-users', { key: c3Key }))).toEqual([]);
     await expectLedgerMatchesBalances(gw);

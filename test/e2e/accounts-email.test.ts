@@ -64,6 +64,21 @@ function unfold(raw: string): string {
   return raw.replace(/=\r?\n/g, '');
 }
 
+/** The text of a single-part mail as its reader sees it (quoted-printable or base64, UTF-8). */
+function bodyText(raw: string): string {
+  const split = raw.indexOf('\r\n\r\n');
+  const head = raw.slice(0, split);
+  const body = raw.slice(split + 4);
+  expect(head).toMatch(/^Content-Type: text\/plain; charset=utf-8/im);
+  const encoding = /^Content-Transfer-Encoding: (\S+)/im.exec(head)?.[1]?.toLowerCase();
+  if (encoding === 'base64') return Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  if (encoding === 'quoted-printable') {
+    const bytes = unfold(body).replace(/=([0-9A-F]{2})/g, (_, hex: string) => `%${hex}`);
+    return decodeURIComponent(bytes.replace(/%(?![0-9A-F]{2})/g, '%25'));
+  }
+  return body;
+}
+
 describe('new-key e-mail', () => {
   it('sends the new key to the child’s Email, once, from EMAIL_SENDER', async () => {
     const res = await call(gw, '/x-users', {
@@ -81,6 +96,18 @@ describe('new-key e-mail', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(mails.filter((m) => unfold(m.raw).includes(key))).toHaveLength(1);
     expect(gw.logs.join('\n')).not.toContain(key);
+  });
+
+  it('greets an account named in another script by its name (测试账号), in UTF-8', async () => {
+    const res = await call(gw, '/x-users', {
+      body: { Name: '测试账号', Email: 'ceshi@example.com', CreditGranted: 25 },
+    });
+    expect(res.status).toBe(200);
+    const key = ((await res.json()) as { User: { SecretKey: string } }).User.SecretKey;
+    const mail = await waitFor(() => mails.find((m) => m.to.includes('ceshi@example.com')));
+    const text = bodyText(mail.raw);
+    expect(text).toContain('Hello 测试账号,');
+    expect(text).toContain(key);
   });
 
   it('a refused creation sends nothing', async () => {

@@ -47,7 +47,8 @@ async function updates(name: string, body: Json, key?: string): Promise<Json> {
 }
 
 async function get(name: string): Promise<Json> {
-  return ok(call(gw, `/x-dna/${name}`));
+  const [one] = (await ok(call(gw, `/x-dna/${name}`))) as unknown as [Json];
+  return one;
 }
 
 async function chat(key: string, model: string): Promise<number> {
@@ -115,7 +116,11 @@ describe('PUT /x-users: identity fields', () => {
       HardLimit: 30,
       SoftLimit: 10,
     });
-    expect(await status(put('limits', { HardLimit: 5 }))).toBe(400);
+    // HardLimit alone below the SoftLimit takes the SoftLimit down to 80 % of it (and says so).
+    const lowered = await ok(put('limits', { HardLimit: 5 }));
+    expect((lowered['User'] as { Updates: Json }).Updates).toMatchObject({ HardLimit: 5, SoftLimit: 4 });
+    expect(lowered['Warnings']).toEqual([expect.stringContaining('SoftLimit lowered from $10 to $4')]);
+    expect(await status(put('limits', { HardLimit: 5, SoftLimit: 6 }))).toBe(400);
     expect(await status(put('limits', { SoftLimit: -1 }))).toBe(400);
     // A recharge above the cap raises it to the next $100 multiple; an explicit value wins.
     expect(await updates('limits', { CreditGranted: 100 })).toMatchObject({ Balance: 150, HardLimit: 200 });

@@ -155,7 +155,7 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
     const seen = new Set<number>();
     for (const g of gws) {
       const r = await call(g, '/x-users/stormy');
-      seen.add(((await r.json()) as { Balance: number }).Balance);
+      seen.add(((await r.json()) as [{ Balance: number }])[0].Balance);
     }
     expect(seen).toEqual(new Set([s.balance / 1_000_000]));
   });

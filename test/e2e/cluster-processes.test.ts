@@ -134,7 +134,7 @@ async function balancesSeen(name: string, among = gws): Promise<Set<number>> {
   const seen = new Set<number>();
   for (const g of among) {
     const r = await call(g, `/x-users/${name}`);
-    seen.add(((await r.json()) as { Balance: number }).Balance);
+    seen.add(((await r.json()) as [{ Balance: number }])[0].Balance);
   }
   return seen;
 }
@@ -305,7 +305,7 @@ describe.runIf(enabled)('three gateway processes over one PostgreSQL and one Red
       });
       if (put.status !== 200) return false;
       for (const g of gws.slice(1)) {
-        const info = (await (await call(g, '/x-users/redisless')).json()) as { Alias: string };
+        const [info] = (await (await call(g, '/x-users/redisless')).json()) as [{ Alias: string }];
         if (info.Alias !== `round-${round}`) return false;
       }
       for (const g of gws) {

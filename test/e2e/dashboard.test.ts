@@ -160,7 +160,7 @@ describe('dashboard read models', () => {
     expect(validity).toBe(365 * DAY_MS);
   });
 
-  it('x_user/info of root: unlimited balance reported as null, child count', async () => {
+  it('x_user/info of root: unlimited, with numbers the original balance page can format', async () => {
     for (const prefix of ['', '/v1']) {
       const res = await call(gw, `${prefix}/dashboard/x_user/info`);
       expect(res.status).toBe(200);
@@ -169,10 +169,10 @@ describe('dashboard read models', () => {
       expect(info).toMatchObject({
         name: 'root',
         email: 'root@example.com',
-        balance: null,
+        balance: 1e9,
         unlimited: true,
-        hard_limit: null,
-        soft_limit: null,
+        hard_limit: 1e9,
+        soft_limit: 1e9,
         child: 1,
         credit_balance: [],
       });

@@ -133,7 +133,7 @@ describe('opened by the operator', () => {
     await call(t.gw, '/x-users/parent', { method: 'PUT', body: { AllowEndpoints: ['videos'] } });
     const kid = await createChild(t.gw, 'kiddo', 30, {}, t.key('parent'));
     const kidInfo = await call(t.gw, '/x-users/kiddo', { key: t.key('parent') });
-    expect(((await kidInfo.json()) as { AllowEndpoints: string[] }).AllowEndpoints).toEqual([]);
+    expect(((await kidInfo.json()) as [{ AllowEndpoints: string[] }])[0].AllowEndpoints).toEqual([]);
     await expectNotAllowed(
       t.gw
         .client(kid)

@@ -77,9 +77,11 @@ async function api<T>(
 }
 
 async function apiUser(name: string): Promise<UserJson> {
-  const r = await api<UserJson>(`/x-dna/${name}`);
+  // A single lookup answers a one-element array, as the original's does.
+  const r = await api<[UserJson]>(`/x-dna/${name}`);
   expect(r.status, JSON.stringify(r.body)).toBe(200);
-  return r.body;
+  expect(r.body).toHaveLength(1);
+  return r.body[0];
 }
 
 async function apiKeys(): Promise<UpstreamKeyJson[]> {
@@ -210,14 +212,16 @@ describe.skipIf(!chromiumAvailable)('sub-account page /user/ in Chromium', () =>
     expect(clip).toBe(childKey);
 
     // The API has the account with that credit, and the key works.
-    const r = await api<UserJson>(`/x-users/${CHILD}`);
+    const r = await api<[UserJson]>(`/x-users/${CHILD}`);
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({
-      Name: CHILD,
-      Email: `${CHILD}@example.com`,
-      CreditGranted: 50,
-      Balance: 50,
-    });
+    expect(r.body).toMatchObject([
+      {
+        Name: CHILD,
+        Email: `${CHILD}@example.com`,
+        CreditGranted: 50,
+        Balance: 50,
+      },
+    ]);
     const info = await api<{ name: string; balance: number }>('/dashboard/x_user/info', { key: childKey });
     expect(info.status).toBe(200);
     expect(info.body).toMatchObject({ name: CHILD, balance: 50 });
