@@ -5,7 +5,7 @@
  * environment variables the configuration loader knows (read from src/config/config.ts itself).
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
@@ -340,13 +340,38 @@ function globRegex(pattern: string): RegExp {
   return new RegExp(`^${out}$`);
 }
 
-/** The checkout's files (tracked and untracked, not git-ignored), relative to the repository. */
+/**
+ * The checkout's files (tracked and untracked, not git-ignored), relative to the repository. A copy
+ * without `.git` (CI's run on another Node line copies the checkout's files only) is walked
+ * instead, leaving out what `.gitignore` names.
+ */
 export function checkoutFiles(): string[] {
+  if (!existsSync(`${REPO}.git`)) return walkCheckout();
   const out = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
     cwd: REPO,
     encoding: 'utf8',
   });
   return [...new Set(out.split('\0'))].filter((f) => f !== '' && existsSync(`${REPO}${f}`));
+}
+
+function walkCheckout(): string[] {
+  const ignored = readRepoFile('.gitignore')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => globRegex(l.replace(/\/$/, '')));
+  const skip = (rel: string, name: string): boolean => ignored.some((re) => re.test(rel) || re.test(name));
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(`${REPO}${dir}`, { withFileTypes: true })) {
+      const rel = `${dir}${entry.name}`;
+      if (skip(rel, entry.name)) continue;
+      if (entry.isDirectory()) walk(`${rel}/`);
+      else if (entry.isFile()) out.push(rel);
+    }
+  };
+  walk('');
+  return out.sort();
 }
 
 // ---------------------------------------------------------------------------------------------------
