@@ -33,6 +33,10 @@ import { createFollowClaims } from './cluster/follow-claims.js';
 import { RedisObjectDirectory } from './cluster/object-directory.js';
 import { startSharing, type Sharing, type SharingHooks } from './cluster/sharing.js';
 import { claimSoleInstance, type InstanceHeartbeat } from './store/instances.js';
+import type { BatchSink } from './store/batch-sink.js';
+import { journalFolder } from './journal/journal-folder.js';
+import { replayJournal } from './journal/replay-journal.js';
+import { journalFiles, SettlementJournal } from './journal/settlement-journal.js';
 import { openStore, type Store } from './store/store.js';
 import { StateWriter } from './store/state-writer.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
@@ -51,6 +55,10 @@ export interface AppOptions {
   readonly clock?: () => number;
   /** Overrides the mailer (tests); by default built from EMAIL_* when configured. */
   readonly mailer?: Mailer;
+  /** Tests: wraps the store's batch sink (to make its writes fail). */
+  readonly batchSink?: (sink: BatchSink) => BatchSink;
+  /** Tests: usage and ledger rows that may wait for a failing store (default 100,000). */
+  readonly maxBacklog?: number;
 }
 
 export interface App {
@@ -61,6 +69,8 @@ export interface App {
   readonly pool: KeyPool;
   readonly registry: AccountRegistry;
   readonly writer: StateWriter;
+  /** The settlement journal (absent on several instances; JOURNAL=off: replays only). */
+  readonly journal: SettlementJournal | undefined;
   readonly secrets: Secrets;
   readonly metrics: Metrics;
   /** WebSocket sessions of `/v1/realtime` (upgrades of `server`). */
@@ -152,12 +162,30 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
 
   const registry = new AccountRegistry();
   await loadAccounts(store.db, registry, calendar.periodOf(clock()));
+  // Settlements wait for the writer's next batch in memory; the journal keeps them across a crash
+  // meanwhile (replayed below, before the gateway listens). With JOURNAL=off it only replays what
+  // a previous run left. Several instances run without it for now: their settlements go to
+  // PostgreSQL as deltas (RELIABILITY.md says what that leaves open).
+  const journalDir = journalFolder(config.dataDir, store);
+  const journal =
+    sharing === undefined
+      ? SettlementJournal.open({ dir: journalDir, fsync: config.journalFsync, log })
+      : undefined;
+  if (sharing !== undefined && journalFiles(journalDir).length > 0) {
+    log.warn(
+      { dir: journalDir },
+      'settlement journal files left by a crash of this store run alone: start once without REDIS_ADDR to replay them',
+    );
+  }
+  const sink = sharing?.sink ?? store.batchSink;
   // The original flushed stats to Redis every STATS_INTERVAL requests and to the database every
   // STATS_INTERVAL × 10; with no Redis tier in between, the database batch takes the larger size.
-  const writer = new StateWriter(sharing?.sink ?? store.batchSink, log, {
+  const writer = new StateWriter(options.batchSink?.(sink) ?? sink, log, {
     flushIntervalMs: config.flushIntervalMs,
     statsInterval: config.statsInterval * 10,
     accountSnapshots: sharing === undefined,
+    journal,
+    ...(options.maxBacklog !== undefined && { maxBacklog: options.maxBacklog }),
   });
   // Several instances: accounts change in store transactions, announced to every instance.
   const shared =
@@ -208,7 +236,11 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     calendar,
     limiter,
     writer,
-    { maxOutputTokensCap: config.maxOutputTokensCap, ...(sharing !== undefined && { purse: sharing.purse }) },
+    {
+      maxOutputTokensCap: config.maxOutputTokensCap,
+      journal: config.journal ? journal : undefined,
+      ...(sharing !== undefined && { purse: sharing.purse }),
+    },
     (account) => {
       // Several instances may all see the month cross the SoftLimit: one of them sends the mail.
       if (shared === undefined) notifySoftLimit(mailer, account, config.serviceName, log);
@@ -266,6 +298,18 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     claimFollowsOf: (id) => follower.claimFrom(id),
     claimAbandonedFollows: () => follower.claimAbandoned(),
   });
+  // Settlements a crash kept from the store are applied before anything else can spend.
+  if (journal !== undefined) {
+    await replayJournal({
+      journal,
+      db: store.db,
+      account: (id) => registry.get(id),
+      meter,
+      follows: objects,
+      flush: () => writer.flush(),
+      log,
+    });
+  }
   // Open batches and background responses hold their reservations again before traffic starts.
   // (Several instances: those no live instance follows. Redis unreadable now: the janitor
   // takes them over once it answers.)
@@ -361,6 +405,14 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
         checks['store'] = false;
       }
       if (!keysOk) reasons.push('no upstream key is usable');
+      const journalHealth = journal?.health;
+      if (journalHealth !== undefined && journalHealth.failures > 0) {
+        checks['journal'] = false;
+        reasons.push(
+          `the settlement journal cannot be written (${journalHealth.error ?? 'error'}); ` +
+            'a crash now would lose the settlements not yet in the database',
+        );
+      }
       if (sharing !== undefined) {
         checks['redis'] = await sharing.cluster.redis.ping().then(
           () => true,
@@ -416,6 +468,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     pool,
     registry,
     writer,
+    journal,
     secrets,
     metrics,
     objects,
@@ -463,6 +516,8 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
       clearInterval(counterTimer);
       await follower.stop();
       await writer.stop().catch((err: unknown) => log.error({ err }, 'final state flush failed'));
+      // Everything settled is in the store: the journal is empty. Otherwise it stays for the next start.
+      await journal?.close(writer.pending === 0 && writer.failedFlushes === 0);
       await pool
         .flushCounters()
         .catch((err: unknown) => log.error({ err }, 'final key counter flush failed'));

@@ -17,6 +17,9 @@ import type { ModelPrice, PriceTable } from './price-table.js';
 import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
 import { promptBound, requestExtras } from './request-bounds.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
+import type { UsageRow } from '../store/batch-sink.js';
+import type { SettlementEntry } from '../journal/settlement-entry.js';
+import type { SettlementLog } from '../journal/settlement-journal.js';
 
 /** Top-ups one admission may ask for while other requests take what each brought (see afterTopUp). */
 const TOP_UP_ATTEMPTS = 4;
@@ -127,7 +130,12 @@ export class Meter {
     private readonly calendar: Calendar,
     private readonly limiter: Limiter,
     private readonly writer: SettlementWriter,
-    private readonly opts: { readonly maxOutputTokensCap: number; readonly purse?: Purse },
+    private readonly opts: {
+      readonly maxOutputTokensCap: number;
+      readonly purse?: Purse;
+      /** Where every settlement is also recorded until the writer has it in the store. */
+      readonly journal?: SettlementLog | undefined;
+    },
     private readonly onSoftLimit: SoftLimitListener = () => undefined,
     private readonly clock: () => number = Date.now,
   ) {
@@ -349,7 +357,10 @@ export class Meter {
     await this.purse.topUp(account, extra);
   }
 
-  /** Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes. */
+  /**
+   * Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes
+   * and record the settlement in the journal (see `durable`).
+   */
   settle(ticket: Ticket, end: RequestEnd): Micros {
     if (ticket.settled) return 0;
     ticket.settled = true;
@@ -359,37 +370,14 @@ export class Meter {
     this.rollWindows(account, now);
 
     const rates = ratesAtPercent(account.rates, ticket.pricePercent);
-    const lines = this.measure(ticket, end);
-    let total = 0;
-    for (const line of lines) {
+    const outcome = end.kind === 'relayed' ? end.end : end.outcome;
+    const rows: UsageRow[] = [];
+    for (const line of this.measure(ticket, end)) {
       let cost =
         line.price === undefined || line.usage === undefined ? 0 : computeCost(line.price, line.usage, rates);
       // The balance never goes below zero: an underestimated prompt is absorbed, not owed.
       if (!account.isRoot && cost > 0) cost = this.purse.take(account, cost, now);
-      line.cost = cost;
-      total += cost;
-    }
-    account.creditUsed += total;
-    account.requests++;
-    account.day.cost += total;
-    account.day.requests++;
-    account.month.cost += total;
-    account.month.requests++;
-    account.updatedAt = now;
-    this.writer.markDirty(account);
-    const outcome = end.kind === 'relayed' ? end.end : end.outcome;
-    for (const line of lines) {
-      if (line.cost > 0 && !account.isRoot) {
-        this.writer.addLedger({
-          account_id: account.id,
-          kind: 'usage',
-          amount: -line.cost,
-          request_id: line.requestId,
-          note: line.model,
-          created_at: now,
-        });
-      }
-      this.writer.addUsage({
+      rows.push({
         request_id: line.requestId,
         account_id: account.id,
         model: line.model,
@@ -398,7 +386,7 @@ export class Meter {
         prompt_tokens: line.usage?.promptTokens ?? 0,
         cached_tokens: line.usage?.cachedTokens ?? 0,
         completion_tokens: line.usage?.completionTokens ?? 0,
-        cost: line.cost,
+        cost,
         status: end.status,
         outcome,
         attempts: end.attempts,
@@ -406,6 +394,8 @@ export class Meter {
         created_at: now,
       });
     }
+    const total = this.book(account, rows, now);
+    this.opts.journal?.append({ account: account.id, at: now, rows });
     if (
       !account.isRoot &&
       account.softLimit > 0 &&
@@ -414,6 +404,68 @@ export class Meter {
     ) {
       account.softNoticeMonth = account.month.period;
       this.onSoftLimit(account);
+    }
+    return total;
+  }
+
+  /**
+   * Resolves once every settlement so far is in the journal: the pipeline releases the last bytes
+   * of an answer only then, so an answer a client holds whole is billed even if the process dies
+   * the next instant. Resolved at once without a journal.
+   */
+  durable(): Promise<void> {
+    return this.opts.journal?.written() ?? RESOLVED;
+  }
+
+  /**
+   * Applies a settlement recovered from the journal after a crash (its usage rows were not in the
+   * store), exactly as `settle` applied it: each row's cost taken from the cards as of the
+   * settlement's instant (earliest expiry first), the counters and windows, a ledger row per
+   * charged row, the usage rows. Nothing is priced again and nothing is reserved. Returns what was
+   * charged: less than recorded only if the cards no longer hold it (never below zero).
+   */
+  replay(account: Account, entry: SettlementEntry): Micros {
+    this.rollWindows(account, this.clock());
+    const rows = entry.rows.map((row) => {
+      if (account.isRoot || row.cost === 0) return row;
+      const cost = this.purse.take(account, row.cost, entry.at);
+      return cost === row.cost ? row : { ...row, cost };
+    });
+    return this.book(account, rows, entry.at);
+  }
+
+  /**
+   * Books one settlement whose costs are taken already: the account's counters, its day and month
+   * windows (when the settlement falls in them), a ledger row per charged usage row, the usage rows.
+   */
+  private book(account: Account, rows: readonly UsageRow[], at: number): Micros {
+    let total = 0;
+    for (const row of rows) total += row.cost;
+    account.creditUsed += total;
+    account.requests++;
+    const day = rows[0]?.day;
+    if (day === account.day.period) {
+      account.day.cost += total;
+      account.day.requests++;
+    }
+    if (day?.slice(0, 7) === account.month.period) {
+      account.month.cost += total;
+      account.month.requests++;
+    }
+    account.updatedAt = Math.max(account.updatedAt, at);
+    this.writer.markDirty(account);
+    for (const row of rows) {
+      if (row.cost > 0 && !account.isRoot) {
+        this.writer.addLedger({
+          account_id: account.id,
+          kind: 'usage',
+          amount: -row.cost,
+          request_id: row.request_id,
+          note: row.model,
+          created_at: at,
+        });
+      }
+      this.writer.addUsage(row);
     }
     return total;
   }
@@ -439,13 +491,10 @@ export class Meter {
         price: p.price,
         usage: p.usage,
         source: 'upstream',
-        cost: 0,
       }));
     }
     const { usage, source } = this.measureOne(ticket, end);
-    return [
-      { requestId: ticket.requestId, model: ticket.model, price: ticket.price, usage, source, cost: 0 },
-    ];
+    return [{ requestId: ticket.requestId, model: ticket.model, price: ticket.price, usage, source }];
   }
 
   private measureOne(ticket: Ticket, end: RequestEnd): { usage: Usage | undefined; source: string } {
@@ -472,13 +521,14 @@ export class Meter {
 
 const NOT_MEASURED = { usage: undefined, source: 'none' } as const;
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 interface Line {
   readonly requestId: string;
   readonly model: string;
   readonly price: ModelPrice | undefined;
   readonly usage: Usage | undefined;
   readonly source: string;
-  cost: Micros;
 }
 
 function ticketExtrasUsage(ticket: Ticket): Partial<Usage> {

@@ -123,6 +123,14 @@ export class SseUsageTracker {
     return this.scan(region);
   }
 
+  /**
+   * The events forwarded so far end the stream (`data: [DONE]`, or a terminal responses-API event):
+   * what the relay holds back until the request's settlement is journaled.
+   */
+  get ended(): boolean {
+    return this.lastWasDone || this.sawTerminal;
+  }
+
   /** Ends the stream: scans the unterminated tail as a last event and reports what was metered. */
   finish(): SseFinish {
     let tail = this.takePending();

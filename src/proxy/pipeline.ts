@@ -5,9 +5,10 @@
  *   → ownership (every object named must be the caller's; they pin the pool key)
  *   → admit (IP, model, balance, HardLimit, reserve, RPM)
  *   → [list: answered from the gateway's records] [batch: reserve the input file's worst case]
- *   → send upstream with retry on other (allowed) keys → stream back
+ *   → send upstream with retry on other (allowed) keys → stream back, all but its end
  *   → record the objects created or deleted → settle the exact cost, or hand work billed when
  *     done (a batch, a background response) to the follower
+ *   → once the settlement is journaled, release the end of the answer
  *
  * Each step is a small function in its own file; this one only sequences them and guarantees the
  * ticket is settled (or adopted by the follower) exactly once on every exit path.
@@ -36,7 +37,7 @@ import {
   type Work,
 } from '../tenancy/tenancy.js';
 import { parseRequest } from './parse-request.js';
-import { relayHeld, relayResponse, type RelayResult } from './relay-response.js';
+import { relayHeld, relayResponse, type Relayed, type RelayResult } from './relay-response.js';
 
 export interface ProxyDeps {
   readonly pool: KeyPool;
@@ -167,14 +168,18 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
             status: sent.response.statusCode,
             key: sent.key,
           });
-    const end = await deliver(res, sent, {
+    const delivered = await deliver(res, sent, {
       stripUsageChunk: parsed.req.stripUsageChunk,
       headers,
       plan,
       record,
       onId,
     });
-    if (!adopted) settleAfter(deps, ticket, end, started);
+    if (!adopted) settleAfter(deps, ticket, delivered.end, started);
+    // The end of the answer leaves once its settlement is in the journal: a client that holds a
+    // complete answer has been billed for it, even if the process dies the next instant.
+    await deps.meter.durable();
+    delivered.release();
   } catch (err: unknown) {
     deps.meter.settle(ticket, { kind: 'failed', status: 500, outcome: 'upstream-error', attempts: 0 });
     throw err;
@@ -186,6 +191,7 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
 }
 
 const NOTHING = (): Promise<void> => Promise.resolve();
+const NO_END = (): void => undefined;
 
 const LISTED: RequestEnd = { kind: 'done', status: 200, outcome: 'completed', parts: [], attempts: 0 };
 
@@ -193,7 +199,10 @@ function refused(error: GatewayError): RequestEnd {
   return { kind: 'failed', status: error.status, outcome: 'upstream-error', attempts: 0 };
 }
 
-/** Sends the final answer to the client and says how the request ended. */
+/**
+ * Sends the answer to the client, all but the end of a complete one (`release` sends it), and
+ * says how the request ended.
+ */
 async function deliver(
   res: ServerResponse,
   sent: SendResult,
@@ -206,11 +215,11 @@ async function deliver(
     /** Called when a streamed answer's created id goes by (several instances). */
     onId: ((id: string) => void) | undefined;
   },
-): Promise<RequestEnd> {
+): Promise<{ end: RequestEnd; release: () => void }> {
   const { headers, plan, record } = opts;
   switch (sent.kind) {
     case 'stream': {
-      let r: RelayResult;
+      let r: Relayed;
       if (plan.hold) {
         r = await relayHeld(res, sent.response, {
           headers,
@@ -228,12 +237,15 @@ async function deliver(
         if (record !== undefined) await record(r);
       }
       return {
-        kind: 'relayed',
-        status: sent.response.statusCode,
-        end: r.end,
-        usage: r.usage,
-        deliveredText: r.deliveredText,
-        attempts: sent.attempts,
+        end: {
+          kind: 'relayed',
+          status: sent.response.statusCode,
+          end: r.end,
+          usage: r.usage,
+          deliveredText: r.deliveredText,
+          attempts: sent.attempts,
+        },
+        release: r.release,
       };
     }
     case 'buffered': {
@@ -242,19 +254,28 @@ async function deliver(
       out['content-length'] = String(sent.body.length);
       res.writeHead(sent.status, out);
       res.end(sent.body);
-      return { kind: 'failed', status: sent.status, outcome: 'upstream-error', attempts: sent.attempts };
+      return {
+        end: { kind: 'failed', status: sent.status, outcome: 'upstream-error', attempts: sent.attempts },
+        release: NO_END,
+      };
     }
     case 'error':
       sendError(res, sent.error, headers);
       return {
-        kind: 'failed',
-        status: sent.error.status,
-        outcome: 'upstream-error',
-        attempts: sent.attempts,
+        end: {
+          kind: 'failed',
+          status: sent.error.status,
+          outcome: 'upstream-error',
+          attempts: sent.attempts,
+        },
+        release: NO_END,
       };
     case 'aborted':
       res.destroy();
-      return { kind: 'failed', status: 499, outcome: 'client-gone', attempts: sent.attempts };
+      return {
+        end: { kind: 'failed', status: 499, outcome: 'client-gone', attempts: sent.attempts },
+        release: NO_END,
+      };
   }
 }
 

@@ -3,6 +3,12 @@
  * back-pressure (we wait for 'drain' rather than buffering), with SSE usage captured on the way
  * and JSON usage read from the tail of the body. Reports how the response ended so the request
  * is billed for exactly what was delivered.
+ *
+ * The end of a complete answer is held back: the last chunk of a body of known length, the
+ * events from `data: [DONE]` (or the terminal responses-API event) on, and the end of the
+ * response itself. The caller settles the request, waits for the settlement to be journaled and
+ * only then calls `release`: a client never holds a complete answer whose bill could still be
+ * lost with the process.
  */
 import type { ServerResponse } from 'node:http';
 import { usageFromOpenAI, type Usage } from '../billing/cost.js';
@@ -25,6 +31,17 @@ export interface RelayResult {
   readonly body: Buffer | undefined;
 }
 
+/** A relayed answer whose end waits for `release`. */
+export interface Relayed extends RelayResult {
+  /**
+   * Sends what was held back of a complete answer and ends the response (once the request's
+   * settlement is journaled). Does nothing for an answer that broke off (already destroyed).
+   */
+  readonly release: () => void;
+}
+
+const NOTHING = (): void => undefined;
+
 /** JSON bodies up to this size are kept to read `usage`; bigger ones are passed through only. */
 const MAX_CAPTURE = 8 * 1024 * 1024;
 
@@ -40,7 +57,7 @@ export async function relayResponse(
     /** Called once when the created id goes by in a stream (before the stream ends). */
     onId?: ((id: string) => void) | undefined;
   },
-): Promise<RelayResult> {
+): Promise<Relayed> {
   const headers = clientHeaders(upstream.headers, opts.headers);
   const contentType = String(headers['content-type'] ?? '');
   const sse = contentType.startsWith('text/event-stream');
@@ -59,29 +76,35 @@ export async function relayResponse(
   // A stream's created id is found on the way; a JSON answer's in the captured body afterwards.
   const scanner = sse && opts.scanId !== undefined ? new CreatedIdScanner(opts.scanId, opts.onId) : undefined;
   const relayed = await pump(res, upstream, tracker, capture, scanner);
-  const end = relayed.end;
+  const { end, held } = relayed;
   let bytes = relayed.bytes;
   let usage: Usage | undefined;
   let deliveredText = '';
   if (tracker !== undefined) {
     const fin = tracker.finish();
-    if (end === 'completed' && fin.tail.length > 0 && !res.destroyed) {
+    if (end === 'completed' && fin.tail.length > 0) {
       bytes += fin.tail.length;
-      res.write(fin.tail);
+      held.push(fin.tail);
     }
     usage = fin.usage;
     deliveredText = fin.deliveredText;
   } else if (relayed.captured !== undefined && end === 'completed') {
     usage = usageFromBody(relayed.captured);
   }
-  if (end === 'completed') {
-    if (!res.writableEnded) res.end();
-  } else res.destroy();
+  if (end !== 'completed') res.destroy();
   const body = relayed.captured;
   const createdId =
     scanner?.id ??
     (opts.scanId !== undefined && body !== undefined ? findCreatedId(body, opts.scanId) : undefined);
-  return { end, bytes, usage, deliveredText, createdId, body };
+  const release = end === 'completed' ? () => endWith(res, held) : NOTHING;
+  return { end, bytes, usage, deliveredText, createdId, body, release };
+}
+
+/** Writes the held-back end of an answer and ends the response, in one write when it can. */
+function endWith(res: ServerResponse, held: readonly Buffer[]): void {
+  if (res.destroyed || res.writableEnded) return;
+  if (held.length === 0) res.end();
+  else res.end(held.length === 1 ? held[0] : Buffer.concat(held));
 }
 
 /**
@@ -100,7 +123,7 @@ export async function relayHeld(
     /** Rewrites a successful answer before it leaves (a list the caller may see only part of). */
     rewrite?: ((body: Buffer) => Promise<Buffer>) | undefined;
   },
-): Promise<RelayResult> {
+): Promise<Relayed> {
   const read = await readAll(upstream);
   const body =
     read !== undefined && opts.rewrite !== undefined && upstream.statusCode < 300
@@ -117,13 +140,16 @@ export async function relayHeld(
   await opts.beforeSend(result);
   if (body === undefined || res.destroyed) {
     res.destroy();
-    return { ...result, end: body === undefined ? 'upstream-error' : 'client-gone' };
+    return { ...result, end: body === undefined ? 'upstream-error' : 'client-gone', release: NOTHING };
   }
-  const headers = clientHeaders(upstream.headers, opts.headers);
-  headers['content-length'] = String(body.length);
-  res.writeHead(upstream.statusCode, headers);
-  res.end(body);
-  return result;
+  const release = (): void => {
+    if (res.destroyed) return;
+    const headers = clientHeaders(upstream.headers, opts.headers);
+    headers['content-length'] = String(body.length);
+    res.writeHead(upstream.statusCode, headers);
+    res.end(body);
+  };
+  return { ...result, release };
 }
 
 /** The whole body (at most MAX_CAPTURE), or undefined when upstream broke off. */
@@ -149,8 +175,9 @@ function readAll(upstream: UpstreamResponse): Promise<Buffer | undefined> {
 
 /**
  * Moves the body chunk by chunk as upstream delivers it, pausing upstream while the client's
- * socket is full. When upstream declared a length, the last chunk is written with `end()` so a
- * small JSON answer leaves in one write.
+ * socket is full. The end of the answer is held (`held`): the last chunk of a body of declared
+ * length (so a small JSON answer still leaves in one write, with its headers), and a stream's
+ * events from its terminal event on.
  *
  * A client that leaves needs no listener here: the pipeline cancels the upstream request, which
  * ends this body with an error while `res` is already destroyed ('client-gone').
@@ -161,9 +188,10 @@ function pump(
   tracker: SseUsageTracker | undefined,
   capture: boolean,
   scanner: CreatedIdScanner | undefined,
-): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined }> {
+): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined; held: Buffer[] }> {
   const body = upstream.body;
   const declared = Number(upstream.headers['content-length'] ?? NaN);
+  const held: Buffer[] = [];
   let chunks: Buffer[] | undefined;
   let captured = 0;
   let received = 0;
@@ -178,7 +206,7 @@ function pump(
       if (end !== 'completed') body.destroy();
       const kept =
         chunks === undefined ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, captured);
-      resolve({ end, bytes, captured: capture ? kept : undefined });
+      resolve({ end, bytes, captured: capture ? kept : undefined, held });
     };
     const onDrain = (): void => {
       waiting = false;
@@ -196,8 +224,8 @@ function pump(
         const out = tracker === undefined ? chunk : tracker.push(chunk);
         if (out.length === 0) return;
         bytes += out.length;
-        if (tracker === undefined && received === declared) {
-          res.end(out);
+        if (held.length > 0 || (tracker === undefined ? received === declared : tracker.ended)) {
+          held.push(out);
           return;
         }
         if (!res.write(out) && !waiting) {

@@ -5,9 +5,14 @@
  * writes them in ONE transaction — so each balance change lands with its ledger row, and the
  * store always equals memory as of some instant. Flushes run every FLUSH_INTERVAL_MS, after
  * STATS_INTERVAL usage rows, on demand (admin calls wait for theirs) and at shutdown.
+ *
+ * With a settlement journal (src/journal/), each snapshot is a cut of the journal and each
+ * successful write deletes the journal files the cut closed: the journal holds exactly the
+ * settlements that may still be missing from the store.
  */
 import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
+import type { JournalCuts } from '../journal/settlement-journal.js';
 import type { AccountRow, Batch, BatchSink, DailyRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js';
 
 export type { AccountRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js';
@@ -15,6 +20,8 @@ export type { AccountRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js
 interface Snapshot extends Batch {
   /** The accounts themselves, to mark dirty again when the write fails. */
   sources: Account[];
+  /** The journal's cut at this snapshot (with a journal). */
+  cut: number | undefined;
 }
 
 export class StateWriter {
@@ -51,6 +58,8 @@ export class StateWriter {
        * bounded and nothing already billed is dropped.
        */
       maxBacklog?: number;
+      /** The settlement journal, cut at each snapshot and trimmed once the snapshot is written. */
+      journal?: JournalCuts | undefined;
     },
   ) {}
 
@@ -134,6 +143,7 @@ export class StateWriter {
     try {
       await this.sink.write(snap);
       this.failures = 0;
+      if (snap.cut !== undefined) this.opts.journal?.covered(snap.cut);
     } catch (err: unknown) {
       // A newer row of the same object queued meanwhile wins over the one that failed.
       for (const o of snap.objects) if (!this.objects.has(o.id)) this.objects.set(o.id, o);
@@ -170,6 +180,7 @@ export class StateWriter {
     }
     const snap: Snapshot = {
       sources: [...this.dirty.values()],
+      cut: this.opts.journal?.cut(),
       accounts,
       cards,
       deleted: this.deleted,
