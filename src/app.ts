@@ -5,6 +5,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import type { Logger } from 'pino';
@@ -29,14 +30,16 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { LocalAccountUnit, type AccountUnit } from './accounts/account-unit.js';
 import { redisSettingsFromConfig } from './cluster/cluster.js';
 import { SharedAccounts } from './cluster/shared-accounts.js';
+import { deadInstances, replayBudgets } from './cluster/dead-instances.js';
 import { createFollowClaims } from './cluster/follow-claims.js';
 import { RedisObjectDirectory } from './cluster/object-directory.js';
 import { startSharing, type Sharing, type SharingHooks } from './cluster/sharing.js';
-import { claimSoleInstance, type InstanceHeartbeat } from './store/instances.js';
+import { claimSoleInstance, STALE_AFTER_MS, type InstanceHeartbeat } from './store/instances.js';
 import type { BatchSink } from './store/batch-sink.js';
 import { journalFolder } from './journal/journal-folder.js';
 import { replayJournal } from './journal/replay-journal.js';
-import { journalFiles, SettlementJournal } from './journal/settlement-journal.js';
+import { replaySharedJournals } from './journal/replay-shared.js';
+import { SettlementJournal } from './journal/settlement-journal.js';
 import { openStore, type Store } from './store/store.js';
 import { StateWriter } from './store/state-writer.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
@@ -69,7 +72,7 @@ export interface App {
   readonly pool: KeyPool;
   readonly registry: AccountRegistry;
   readonly writer: StateWriter;
-  /** The settlement journal (absent on several instances; JOURNAL=off: replays only). */
+  /** The settlement journal (several instances: this instance's own folder; JOURNAL=off: replays only). */
   readonly journal: SettlementJournal | undefined;
   readonly secrets: Secrets;
   readonly metrics: Metrics;
@@ -164,19 +167,14 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   await loadAccounts(store.db, registry, calendar.periodOf(clock()));
   // Settlements wait for the writer's next batch in memory; the journal keeps them across a crash
   // meanwhile (replayed below, before the gateway listens). With JOURNAL=off it only replays what
-  // a previous run left. Several instances run without it for now: their settlements go to
-  // PostgreSQL as deltas (RELIABILITY.md says what that leaves open).
+  // a previous run left. Several instances: each journals into a folder of its own id, and the
+  // journals of dead instances are written by the living (journal/replay-shared.ts).
   const journalDir = journalFolder(config.dataDir, store);
-  const journal =
-    sharing === undefined
-      ? SettlementJournal.open({ dir: journalDir, fsync: config.journalFsync, log })
-      : undefined;
-  if (sharing !== undefined && journalFiles(journalDir).length > 0) {
-    log.warn(
-      { dir: journalDir },
-      'settlement journal files left by a crash of this store run alone: start once without REDIS_ADDR to replay them',
-    );
-  }
+  const journal = SettlementJournal.open({
+    dir: sharing === undefined ? journalDir : join(journalDir, sharing.instanceId),
+    fsync: config.journalFsync,
+    log,
+  });
   const sink = sharing?.sink ?? store.batchSink;
   // The original flushed stats to Redis every STATS_INTERVAL requests and to the database every
   // STATS_INTERVAL × 10; with no Redis tier in between, the database batch takes the larger size.
@@ -293,13 +291,40 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     intervalMs: config.followIntervalMs,
     clock,
   });
+  const replayDead =
+    sharing === undefined
+      ? undefined
+      : (): Promise<number> =>
+          replaySharedJournals({
+            dir: journalDir,
+            self: sharing.instanceId,
+            dead: (ids) =>
+              deadInstances(store.db, () => sharing.cluster.heartbeat.liveInstances(), ids, STALE_AFTER_MS),
+            sinkFor: (id) => sharing.money.deltaSink(id, clock),
+            budgets: (instance, accounts) => replayBudgets(store.db, instance, accounts, clock()),
+            roots: async () =>
+              new Set(
+                (await store.db.selectFrom('accounts').select('id').where('is_root', '=', 1).execute()).map(
+                  (r) => r.id,
+                ),
+              ),
+            log,
+          });
   sharing?.attach({
     ...hooks,
     claimFollowsOf: (id) => follower.claimFrom(id),
     claimAbandonedFollows: () => follower.claimAbandoned(),
+    ...(replayDead !== undefined && { replayJournals: replayDead }),
   });
   // Settlements a crash kept from the store are applied before anything else can spend.
-  if (journal !== undefined) {
+  if (replayDead !== undefined) {
+    // A fresh folder of its own: nothing to replay there. Dead instances' journals: now, and by
+    // the janitor for those that die later or whose heartbeat is not stale yet.
+    journal.dropRecovered();
+    await replayDead().catch((err: unknown) =>
+      log.error({ err }, 'could not write the journals of dead instances yet; the janitor retries'),
+    );
+  } else {
     await replayJournal({
       journal,
       db: store.db,

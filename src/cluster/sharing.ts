@@ -39,6 +39,8 @@ export interface SharingHooks {
   readonly claimFollowsOf?: (instanceId: string) => Promise<number>;
   /** Takes over the open follows no live instance holds (a restart of the whole cluster). */
   readonly claimAbandonedFollows?: () => Promise<number>;
+  /** Writes the settlement journals of dead instances found on this instance's disk. */
+  readonly replayJournals?: () => Promise<number>;
 }
 
 export interface Sharing {
@@ -195,6 +197,7 @@ export async function startSharing(opts: {
         log.warn({ instance: id, accounts: n }, 'reclaimed the credit leases of an instance gone for good');
       }
       await hooks?.claimAbandonedFollows?.();
+      await hooks?.replayJournals?.();
     })().catch((err: unknown) => log.error({ err }, 'lease janitor failed'));
   }, JANITOR_MS);
   janitor.unref();

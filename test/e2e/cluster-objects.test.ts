@@ -2,6 +2,9 @@
 // found (by its owner only) on another right after the answer, a deletion likewise, a chain of
 // previous_response_id calls hops between instances and stays in the organisation that holds it,
 // and a batch whose instance is killed -9 is followed by a survivor and billed exactly once.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +23,7 @@ let redis: RedisServer;
 let db: TestDatabase;
 let sql: pg.Pool;
 let env: Record<string, string>;
+let dataDir: string;
 let gws: GatewayProcess[] = [];
 const keys: Record<string, string> = {};
 
@@ -53,7 +57,9 @@ describe.runIf(enabled)('objects over two gateway processes', () => {
     redis = await startRedisServer();
     db = await createTestDatabase();
     sql = new pg.Pool({ connectionString: db.dsn, options: `-c search_path=${db.schema}`, max: 2 });
+    dataDir = mkdtempSync(join(tmpdir(), 'proxyxai-objects-'));
     env = {
+      DATA_DIR: dataDir,
       POSTGRES_DSN: db.dsn,
       REDIS_ADDR: redis.addr,
       MASTER_KEY: 'b3'.repeat(32),
@@ -79,6 +85,7 @@ describe.runIf(enabled)('objects over two gateway processes', () => {
     await sql?.end();
     await redis?.stop();
     await mock?.close();
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
   }, 60_000);
 
   it('a file made through one instance is its owner’s on the other at once; a deletion too', async () => {

@@ -2,6 +2,9 @@
 // them: one identity and one key pool, exact money under a storm, global limits, and the faults —
 // kill -9 of an instance under load, Redis restarted empty, PostgreSQL away for 30 s. PostgreSQL is
 // reached through a TCP relay the test can cut, so the machine's server is never touched.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
@@ -21,6 +24,8 @@ let db: TestDatabase;
 let relay: TcpProxy;
 let sql: pg.Pool;
 let env: Record<string, string>;
+/** One DATA_DIR for the three processes, as a volume replicas share: journals live there. */
+let dataDir: string;
 let gws: GatewayProcess[] = [];
 
 const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hello there' }] };
@@ -149,7 +154,9 @@ describe.runIf(enabled)('three gateway processes over one PostgreSQL and one Red
     dsn.port = String(relay.port);
     dsn.searchParams.set('connect_timeout', '2');
     sql = new pg.Pool({ connectionString: db.dsn, options: `-c search_path=${db.schema}`, max: 2 });
+    dataDir = mkdtempSync(join(tmpdir(), 'proxyxai-cluster-'));
     env = {
+      DATA_DIR: dataDir,
       POSTGRES_DSN: dsn.toString(),
       REDIS_ADDR: redis.addr,
       MASTER_KEY: 'a7'.repeat(32),
@@ -173,6 +180,7 @@ describe.runIf(enabled)('three gateway processes over one PostgreSQL and one Red
     await relay?.close();
     await redis?.stop();
     await mock?.close();
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
   }, 60_000);
 
   it('one identity and one key pool: changes through one process are in effect on the others', async () => {
@@ -288,6 +296,50 @@ describe.runIf(enabled)('three gateway processes over one PostgreSQL and one Red
     // It comes back as a new instance and serves the same accounts.
     gws[0] = await startGatewayProcess(env);
     expect(await spend(gws[0], key)).toBe('200');
+  }, 90_000);
+
+  it('kill -9 of a process between two flushes: every answer its clients completed is billed, once', async () => {
+    // A process that writes rarely: what it settled lives in its journal only when it dies.
+    const slow = await startGatewayProcess({ ...env, FLUSH_INTERVAL_MS: '60000', STATS_INTERVAL: '100000' });
+    const key = await createChild(gws[1]!, 'journaled', 30);
+    const completed = new Set<string>();
+    let loading = true;
+    const workers = Array.from({ length: 4 }, async () => {
+      while (loading) {
+        try {
+          const r = await call(slow, '/v1/chat/completions', { key, body: chat });
+          const body = await r.text();
+          if (r.status === 200 && body.endsWith('}')) completed.add(r.headers.get('x-request-id') ?? '');
+        } catch {
+          return; // the process died under this request
+        }
+      }
+    });
+    await sleep(1_500);
+    const slowId = await instanceOf(slow);
+    await slow.crash();
+    loading = false;
+    await Promise.all(workers);
+    const killedAt = Date.now();
+    expect(completed.size).toBeGreaterThan(20);
+    // None of it was written when it died; a survivor writes its journal once it is dead for good.
+    const ids = [...completed];
+    const stored = async (): Promise<number> =>
+      Number(
+        (await sql.query('select count(*) as n from usage_records where request_id = any($1::text[])', [ids]))
+          .rows[0].n,
+      );
+    expect(await stored()).toBeLessThan(ids.length);
+    await within(45_000, async () => (await stored()) === ids.length);
+    console.log(
+      `kill -9 between flushes: ${ids.length} completed answers, all billed ${Date.now() - killedAt} ms after the kill`,
+    );
+    await sleep(300);
+    const b = await expectExact('journaled', 30);
+    expect(b.requests).toBe(ids.length);
+    // The dead instance's journal folder is gone once written.
+    const journals = readdirSync(dataDir).filter((d) => d.startsWith('journal'));
+    for (const j of journals) expect(readdirSync(join(dataDir, j))).not.toContain(slowId);
   }, 90_000);
 
   it('Redis restarted empty: every process recovers by itself, no money made or lost', async () => {
