@@ -398,6 +398,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   const idleWaiters: Array<() => void> = [];
   const server = createHttpServer({
     log,
+    headersTimeoutMs: config.headersTimeoutMs,
     metrics,
     auth: new Authenticator(registry, secrets),
     pool,

@@ -51,6 +51,8 @@ export interface Config {
   /** Upper bound of open upstream connections; 0 = unbounded (each concurrent stream needs one). */
   readonly upstreamConnections: number;
   readonly drainTimeoutMs: number;
+  /** A client must send its request headers within this (slow or stalled senders are closed). */
+  readonly headersTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly maxUploadBytes: number;
   readonly keyProbeIntervalMs: number;
@@ -253,6 +255,7 @@ export function loadConfig(env: Env): Config {
     upstreamIdleTimeoutMs: int('UPSTREAM_IDLE_TIMEOUT_MS', 300_000, 100, 3_600_000),
     upstreamConnections: int('UPSTREAM_CONNECTIONS', 0, 0, 1_000_000),
     drainTimeoutMs: int('DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    headersTimeoutMs: int('HEADERS_TIMEOUT_MS', 60_000, 1_000, 600_000),
     maxBodyBytes: Math.round(num('MAX_BODY_MB', 32, 0.001, 1024) * 1024 * 1024),
     maxUploadBytes: Math.round(num('MAX_UPLOAD_MB', 100, 0.001, 4096) * 1024 * 1024),
     keyProbeIntervalMs: int('KEY_PROBE_INTERVAL_MS', 3_600_000, 1_000, 86_400_000 * 7),

@@ -21,6 +21,8 @@ import type { StaticFiles } from './static-files.js';
 
 export interface ServerDeps {
   readonly log: Logger;
+  /** Request headers must arrive within this (HEADERS_TIMEOUT_MS): slowloris senders are closed. */
+  readonly headersTimeoutMs: number;
   readonly metrics: Metrics;
   readonly auth: Authenticator;
   readonly pool: KeyPool;
@@ -42,15 +44,25 @@ export interface ServerDeps {
 
 export function createHttpServer(deps: ServerDeps): Server {
   const server = createServer(
-    { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 },
+    {
+      keepAliveTimeout: 65_000,
+      requestTimeout: 0,
+      headersTimeout: deps.headersTimeoutMs,
+      // Node enforces headersTimeout when it checks its connections: often enough to keep the bound.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(deps.headersTimeoutMs / 4))),
+    },
     (req, res) => {
       handle(deps, req, res).catch((err: unknown) => onError(deps, res, err));
     },
   );
-  server.on('clientError', (err, socket) => {
-    if (socket.writable)
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy(err);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Headers too slow (slowloris) or malformed: answer, then close for good. A half-close
+    // would keep the socket as long as a peer that never reads keeps sending.
+    if (!socket.writable) return void socket.destroy(err);
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () =>
+      socket.destroy(),
+    );
   });
   return server;
 }
