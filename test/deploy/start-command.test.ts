@@ -74,6 +74,30 @@ interface StageResult {
 
 process.once('exit', () => gateway?.kill('SIGKILL'));
 
+const PASSED = [
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'HTTPS_PROXY',
+  'HTTP_PROXY',
+  'NO_PROXY',
+  'https_proxy',
+  'http_proxy',
+  'no_proxy',
+  'npm_config_cafile',
+  'npm_config_registry',
+  'npm_config_nodedir',
+];
+
+function passThrough(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of PASSED) {
+    const v = process.env[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
 /** Runs a shell line as a RUN instruction would, in the stage's WORKDIR. */
 function runLine(line: string, cwd: string, extraEnv: Record<string, string>): void {
   const started = Date.now();
@@ -84,6 +108,9 @@ function runLine(line: string, cwd: string, extraEnv: Record<string, string>): v
     env: {
       PATH: process.env['PATH'] ?? '',
       HOME: process.env['HOME'] ?? '/tmp',
+      // How this machine reaches the registry (its CA, a proxy) and which Node headers native
+      // modules build against: CI's Node 24 run has its own npm, without the machine's npmrc.
+      ...passThrough(),
       // Nothing is cached outside the test's folder (npm's cache and logs, prebuilt binaries,
       // node-gyp's headers when no nodedir is configured).
       npm_config_cache: join(tmp, 'npm-cache'),
