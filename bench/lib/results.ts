@@ -11,6 +11,20 @@ import { ALL_PHASES } from './context.js';
 import { renderShared, sharedForeignCpu, sharedTargets, type SharedResults } from './shared-results.js';
 import { median, ratio, round } from './stats.js';
 
+/** The head-to-head metrics of a results table: label, summary key, decimals. */
+export const METRIC_ROWS: ReadonlyArray<readonly [string, string, number]> = [
+  ['Requests/s, 64 connections', 'rps64', 0],
+  ['p50 latency, 64 connections (ms)', 'p50Ms64', 1],
+  ['p99 latency, 64 connections (ms)', 'p99Ms64', 1],
+  ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
+  ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
+  ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
+  ['Added latency over direct, 1 connection (ms)', 'addedLatency1Ms', 3],
+  ['Stream TTFT, median (ms)', 'ttftMs', 3],
+  ['Stream total, 50 × 20 ms, median (ms)', 'streamTotalMs', 1],
+  ['Proxy CPU per streamed chunk (µs)', 'cpuUsPerChunk', 2],
+  ['Peak RSS, VmHWM (MB)', 'peakRssMB', 1],
+];
 export interface PacedResult {
   readonly ttftMedianMs: number;
   readonly totalMedianMs: number;
@@ -311,20 +325,7 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
       '| Metric | Direct to mock | Reference proxy | Gateway | Gateway / reference |',
       '|---|---|---|---|---|',
     );
-    const rows: Array<[string, string, number]> = [
-      ['Requests/s, 64 connections', 'rps64', 0],
-      ['p50 latency, 64 connections (ms)', 'p50Ms64', 1],
-      ['p99 latency, 64 connections (ms)', 'p99Ms64', 1],
-      ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
-      ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
-      ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
-      ['Added latency over direct, 1 connection (ms)', 'addedLatency1Ms', 3],
-      ['Stream TTFT, median (ms)', 'ttftMs', 3],
-      ['Stream total, 50 × 20 ms, median (ms)', 'streamTotalMs', 1],
-      ['Proxy CPU per streamed chunk (µs)', 'cpuUsPerChunk', 2],
-      ['Peak RSS, VmHWM (MB)', 'peakRssMB', 1],
-    ];
-    for (const [label, key, d] of rows) {
+    for (const [label, key, d] of METRIC_ROWS) {
       const v = s[key] ?? {};
       L.push(
         `| ${label} | ${fmt(v.direct, d)} | ${fmt(v.reference, d)} | ${fmt(v.gateway, d)} | ${fmt(v.ratio, 2)} |`,

@@ -6,7 +6,7 @@
  */
 import type { HeapStats } from './gateway.js';
 import type { BurstResult, JsonLoad, LatencyResult } from './load.js';
-import type { PacedResult, Target } from './results.js';
+import { METRIC_ROWS, type PacedResult, type Target } from './results.js';
 import { median, ratio, round } from './stats.js';
 
 export type SharedWho = 'direct' | 'reference' | 'embedded' | 'shared';
@@ -312,18 +312,8 @@ export function renderShared(sh: SharedResults | undefined): string[] {
     '|---|---|---|---|---|---|---|',
   );
   const s = sh.summary ?? {};
-  const rows: Array<[string, string, number]> = [
-    ['Requests/s, 64 connections', 'rps64', 0],
-    ['p50 latency, 64 connections (ms)', 'p50Ms64', 1],
-    ['p99 latency, 64 connections (ms)', 'p99Ms64', 1],
-    ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
-    ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
-    ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
-    ['Added latency over direct, 1 connection (ms)', 'addedLatency1Ms', 3],
-    ['Stream TTFT, median (ms)', 'ttftMs', 3],
-    ['Stream total, 50 × 20 ms, median (ms)', 'streamTotalMs', 1],
-    ['Proxy CPU per streamed chunk (µs)', 'cpuUsPerChunk', 2],
-    ['Peak RSS, VmHWM (MB)', 'peakRssMB', 1],
+  const rows: ReadonlyArray<readonly [string, string, number]> = [
+    ...METRIC_ROWS,
     ['Redis + PostgreSQL backends CPU per request (µs)', 'storeCpuUsPerReq', 1],
     ['Gateway + Redis + PostgreSQL CPU per request (µs)', 'totalCpuUsPerReq', 1],
     ['Redis + PostgreSQL backends CPU per streamed chunk (µs)', 'storeCpuUsPerChunk', 2],
