@@ -2,6 +2,10 @@
  * The composition root: builds every service from the frozen config, wires them together and
  * returns start/stop handles. Nothing here runs at import time, and tests build the very same app
  * against a temporary data directory and the mock upstream.
+ *
+ * Longer than our other files on purpose: it reads top to bottom in the order things are built
+ * and started (store, sharing, keys, accounts, journal, writer, meter, tenancy, server), which a
+ * split would hide; what each piece does lives in its own folder.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

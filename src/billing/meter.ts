@@ -4,6 +4,10 @@
  * on in-memory state, so concurrent requests cannot race past a balance. `settle` turns what was
  * actually delivered into an exact charge, releases the reservation and queues the usage record,
  * ledger row and new balances for the next batched write. Each ticket settles exactly once.
+ *
+ * Kept in one file although long: admission, reservation, settlement and replay all change the
+ * same in-memory money of an account, and their order of checks is the money rule; reading them
+ * side by side is what keeps it exact. Pricing, bounds and purses live in their own files.
  */
 import { GatewayError } from '../errors/catalogue.js';
 import type { Account } from '../accounts/account.js';

@@ -22,6 +22,9 @@
  * store has disabled (an administrator, or another instance, disabled it): the pool adopts the
  * stored state instead. A reload never takes a stored state over a write of this instance still
  * on its way, and a structural change (add, delete) newer than a reload's read wins over it.
+ *
+ * One file although long: selection, health transitions and their persistence act on the same
+ * key objects under one set of invariants (never eject the last usable key, counters written once).
  */
 import type { Logger } from 'pino';
 import type { UpstreamOutcome } from '../upstream/classify-outcome.js';
