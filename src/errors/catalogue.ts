@@ -203,6 +203,12 @@ export const ERRORS = {
     code: 'store_unavailable',
     message: 'The database cannot be reached right now; try again in a moment.',
   },
+  upstream_invalid_response: {
+    status: 502,
+    type: 'server_error',
+    code: 'upstream_invalid_response',
+    message: 'The upstream API answered with a body that is not JSON.',
+  },
   no_upstream_key: {
     status: 503,
     type: 'server_error',

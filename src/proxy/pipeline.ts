@@ -234,7 +234,17 @@ async function deliver(
           scanId: plan.scanId,
           onId: opts.onId,
         });
-        if (record !== undefined) await record(r);
+        if (record !== undefined && r.refused === undefined) await record(r);
+      }
+      // Refused before anything left (not JSON): nothing delivered, nothing charged.
+      if (r.refused !== undefined) {
+        const end = {
+          kind: 'failed',
+          status: r.refused.status,
+          outcome: 'upstream-error',
+          attempts: sent.attempts,
+        } as const;
+        return { end, release: r.release };
       }
       return {
         end: {

@@ -12,6 +12,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { usageFromOpenAI, type Usage } from '../billing/cost.js';
+import { GatewayError, sendError } from '../errors/catalogue.js';
 import { SseUsageTracker } from '../billing/sse-usage.js';
 import { CreatedIdScanner, findCreatedId } from '../tenancy/created-id.js';
 import { clientHeaders } from '../upstream/forward-headers.js';
@@ -33,6 +34,11 @@ export interface RelayResult {
 
 /** A relayed answer whose end waits for `release`. */
 export interface Relayed extends RelayResult {
+  /**
+   * Set when nothing of the answer reached the client and it was refused instead (a success
+   * whose JSON body is not JSON): `release` sends this error, and nothing is charged.
+   */
+  readonly refused?: GatewayError;
   /**
    * Sends what was held back of a complete answer and ends the response (once the request's
    * settlement is journaled). Does nothing for an answer that broke off (already destroyed).
@@ -69,14 +75,43 @@ export async function relayResponse(
     headers['x-accel-buffering'] = 'no';
   }
   // One headers object for writeHead: headers set earlier with setHeader would send Node down
-  // its slower merging path.
-  res.writeHead(upstream.statusCode, headers);
+  // its slower merging path. A JSON answer keeps its head until its first bytes leave: one that
+  // arrives whole (nearly all) is checked before anything is sent.
+  let headWritten = false;
+  const head = (): void => {
+    if (headWritten) return;
+    headWritten = true;
+    res.writeHead(upstream.statusCode, headers);
+  };
+  if (!capture) head();
   if (sse) res.flushHeaders();
 
   // A stream's created id is found on the way; a JSON answer's in the captured body afterwards.
   const scanner = sse && opts.scanId !== undefined ? new CreatedIdScanner(opts.scanId, opts.onId) : undefined;
-  const relayed = await pump(res, upstream, tracker, capture, scanner);
+  const relayed = await pump(res, upstream, tracker, capture, scanner, head);
   const { end, held } = relayed;
+  if (
+    end === 'completed' &&
+    !headWritten &&
+    upstream.statusCode < 300 &&
+    relayed.captured !== undefined &&
+    !looksLikeJson(relayed.captured)
+  ) {
+    // An HTML error page or a cut body sent as a success: a clear error instead, never charged.
+    const refused = new GatewayError('upstream_invalid_response');
+    const body = relayed.captured;
+    const release = (): void => sendError(res, refused, opts.headers);
+    return {
+      end: 'upstream-error',
+      bytes: 0,
+      usage: undefined,
+      deliveredText: '',
+      createdId: undefined,
+      body,
+      release,
+      refused,
+    };
+  }
   let bytes = relayed.bytes;
   let usage: Usage | undefined;
   let deliveredText = '';
@@ -96,7 +131,13 @@ export async function relayResponse(
   const createdId =
     scanner?.id ??
     (opts.scanId !== undefined && body !== undefined ? findCreatedId(body, opts.scanId) : undefined);
-  const release = end === 'completed' ? () => endWith(res, held) : NOTHING;
+  const release =
+    end === 'completed'
+      ? () => {
+          head();
+          endWith(res, held);
+        }
+      : NOTHING;
   return { end, bytes, usage, deliveredText, createdId, body, release };
 }
 
@@ -188,6 +229,7 @@ function pump(
   tracker: SseUsageTracker | undefined,
   capture: boolean,
   scanner: CreatedIdScanner | undefined,
+  head: () => void,
 ): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined; held: Buffer[] }> {
   const body = upstream.body;
   const declared = Number(upstream.headers['content-length'] ?? NaN);
@@ -228,6 +270,7 @@ function pump(
           held.push(out);
           return;
         }
+        head();
         if (!res.write(out) && !waiting) {
           // Back-pressure: hold upstream until the client's socket drains.
           waiting = true;
@@ -242,6 +285,28 @@ function pump(
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Whether a body can be JSON, cheaply: empty (a 204), or starting as a JSON value does, with an
+ * object or array closed at its end. Catches an HTML error page or a cut object sent as a success.
+ */
+function looksLikeJson(body: Buffer): boolean {
+  let first = 0;
+  while (first < body.length && isJsonSpace(body[first]!)) first++;
+  if (first === body.length) return true;
+  let last = body.length - 1;
+  while (last > first && isJsonSpace(body[last]!)) last--;
+  const a = body[first]!;
+  const z = body[last];
+  if (a === 0x7b) return z === 0x7d; // {…}
+  if (a === 0x5b) return z === 0x5d; // […]
+  // A string, number, true, false or null.
+  return a === 0x22 || a === 0x2d || (a >= 0x30 && a <= 0x39) || a === 0x74 || a === 0x66 || a === 0x6e;
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
 const USAGE_KEY = Buffer.from('"usage"');
 
 /**

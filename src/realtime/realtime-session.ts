@@ -72,6 +72,11 @@ export class RealtimeSession {
   private markEnded: () => void = () => undefined;
   private wake: (() => void) | undefined;
   private events = 0;
+  /**
+   * Frames to the client held behind a `response.done` until its settlement is journaled, in
+   * order (`durable`: the frame needs one more journal write before it leaves).
+   */
+  private toClientHeld: Array<{ data: Buffer; isBinary: boolean; durable: boolean }> | undefined;
   /** Client frames held while one waits for credit (several instances), in arrival order. */
   private held: Array<{ data: Buffer; isBinary: boolean }> | undefined;
 
@@ -191,10 +196,38 @@ export class RealtimeSession {
     this.keepAlive.heard('upstream');
     const type = isBinary ? undefined : eventType(data);
     const verdict: UpstreamVerdict = type === undefined ? { kind: 'relay' } : this.meter.upstream(type, data);
-    this.toClient.send(data, isBinary);
+    // A response's end reaches the client once its settlement (just made) is journaled: a client
+    // never holds a finished response whose bill a crash could lose.
+    this.sendToClient(data, isBinary, type === 'response.done');
     // The refused response is cancelled with the others in flight when the session ends.
     if (verdict.kind === 'refuse') void this.end({ kind: 'refused', error: verdict.error, eventId: null });
     this.wake?.();
+  }
+
+  private sendToClient(data: Buffer, isBinary: boolean, durable: boolean): void {
+    if (this.toClientHeld !== undefined) {
+      this.toClientHeld.push({ data, isBinary, durable });
+      return;
+    }
+    if (!durable) return this.toClient.send(data, isBinary);
+    this.toClientHeld = [{ data, isBinary, durable: false }];
+    void this.meter.durable().then(() => this.releaseToClient());
+  }
+
+  /** Sends the frames held behind a journal write, up to the next one that needs another. */
+  private releaseToClient(): void {
+    const held = this.toClientHeld ?? [];
+    this.toClientHeld = undefined;
+    for (let i = 0; i < held.length; i++) {
+      const f = held[i]!;
+      if (f.durable) {
+        // Settled after the write just awaited: one more write before it and what follows.
+        this.toClientHeld = held.slice(i).map((h, k) => (k === 0 ? { ...h, durable: false } : h));
+        void this.meter.durable().then(() => this.releaseToClient());
+        return;
+      }
+      this.toClient.send(f.data, f.isBinary);
+    }
   }
 
   private clientClosed(code: number, reason: string): void {
@@ -221,6 +254,11 @@ export class RealtimeSession {
   private async end(why: SessionEnd): Promise<void> {
     if (this.ending !== undefined) return;
     this.ending = why;
+    // What waits for the journal leaves before the farewell.
+    while (this.toClientHeld !== undefined) {
+      await this.meter.durable();
+      this.releaseToClient();
+    }
     clearTimeout(this.idleTimer);
     clearTimeout(this.maxTimer);
     this.keepAlive.stop();

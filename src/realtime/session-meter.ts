@@ -113,6 +113,11 @@ export class SessionMeter {
     return this.book.runningIds();
   }
 
+  /** Resolves once every settlement so far is in the journal (see `Meter.durable`). */
+  durable(): Promise<void> {
+    return this.deps.meter.durable();
+  }
+
   /** The client is gone: cancelled responses are recorded as `client-gone` from now on. */
   markClientGone(): void {
     this.clientGone = true;

@@ -172,3 +172,30 @@ it('an upstream that hangs or drops a stream: a clear error or a cut stream, nev
   expect(spent).toBeGreaterThan(0);
   expect(spent).toBeLessThan(1_000);
 }, 60_000);
+
+it('an upstream that answers a success that is not JSON: a clear 502, nothing charged', async () => {
+  const before = readBooks(dataDir);
+  mock.setKey(K, {
+    kind: 'status',
+    status: 200,
+    body: '<html><body>502 Bad Gateway</body></html>',
+    headers: { 'content-type': 'application/json' },
+  });
+  const r = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'garbage' }] }),
+  });
+  const body = (await r.json()) as { error?: { code?: string; type?: string; message?: string } };
+  expect(r.status).toBe(502);
+  expect(body.error?.code).toBe('upstream_invalid_response');
+  expect(body.error?.type).toBe('server_error');
+  mock.setKey(K, { kind: 'ok' });
+  expect(await chatLatency()).toBeLessThan(1_000);
+  await sleep(1_500); // one flush
+  const after = readBooks(dataDir);
+  expectConsistent(after, 'after an answer that is not JSON');
+  const used = (b: typeof after): number => b.accounts.find((a) => a.name === 'victim')!.creditUsed;
+  // Only the normal request after it was charged: a few micro-dollars.
+  expect(used(after) - used(before)).toBeLessThan(100);
+}, 60_000);
