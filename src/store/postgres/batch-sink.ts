@@ -150,6 +150,23 @@ export function columnArrays<R>(columns: Columns<R>, rows: readonly R[]): unknow
   );
 }
 
+/** Per-day totals added to what is stored (both sinks: rows only ever add). */
+export const UPSERT_DAILY = unnestInsert(
+  'usage_daily',
+  DAILY,
+  `on conflict (account_id, day, model) do update set
+     requests = usage_daily.requests + excluded.requests, cost = usage_daily.cost + excluded.cost,
+     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
+     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens`,
+);
+
+/** Upstream objects, inserted or brought up to date (both sinks). */
+export const UPSERT_OBJECTS = unnestInsert(
+  'objects',
+  OBJECT,
+  `on conflict (id) do update set ${objectConflictSet(OBJECT.map(([name]) => name))}`,
+);
+
 export function createPostgresBatchSink(db: Kysely<Database>): BatchSink {
   const deleteCardsOf = 'delete from credit_cards where account_id = any($1::int4[])';
   const deleteAccounts = 'delete from accounts where id = any($1::int4[])';
@@ -161,19 +178,8 @@ export function createPostgresBatchSink(db: Kysely<Database>): BatchSink {
   const insertCards = unnestInsert('credit_cards', CARD);
   const insertLedger = unnestInsert('ledger', LEDGER);
   const insertUsage = unnestInsert('usage_records', USAGE, 'on conflict (request_id) do nothing');
-  const upsertDaily = unnestInsert(
-    'usage_daily',
-    DAILY,
-    `on conflict (account_id, day, model) do update set
-       requests = usage_daily.requests + excluded.requests, cost = usage_daily.cost + excluded.cost,
-       prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
-       completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens`,
-  );
-  const upsertObjects = unnestInsert(
-    'objects',
-    OBJECT,
-    `on conflict (id) do update set ${objectConflictSet(OBJECT.map(([name]) => name))}`,
-  );
+  const upsertDaily = UPSERT_DAILY;
+  const upsertObjects = UPSERT_OBJECTS;
 
   return {
     async write(b: Batch): Promise<void> {

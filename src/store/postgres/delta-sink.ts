@@ -18,9 +18,17 @@
  */
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { Batch, BatchSink, DailyRow, LedgerRow } from '../batch-sink.js';
-import { objectConflictSet } from '../kysely-batch-sink.js';
 import type { Database } from '../schema.js';
-import { columnArrays, DAILY, LEDGER, OBJECT, unnestInsert, USAGE } from './batch-sink.js';
+import {
+  columnArrays,
+  DAILY,
+  LEDGER,
+  OBJECT,
+  unnestInsert,
+  UPSERT_DAILY,
+  UPSERT_OBJECTS,
+  USAGE,
+} from './batch-sink.js';
 
 interface Inserted {
   request_id: string;
@@ -67,19 +75,8 @@ export function createPostgresDeltaSink(
       leased = a.leased - d.from_lease, updated_at = greatest(a.updated_at, $6)
     from d where a.id = d.id`;
   const insertLedger = unnestInsert('ledger', LEDGER);
-  const upsertDaily = unnestInsert(
-    'usage_daily',
-    DAILY,
-    `on conflict (account_id, day, model) do update set
-       requests = usage_daily.requests + excluded.requests, cost = usage_daily.cost + excluded.cost,
-       prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
-       completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens`,
-  );
-  const upsertObjects = unnestInsert(
-    'objects',
-    OBJECT,
-    `on conflict (id) do update set ${objectConflictSet(OBJECT.map(([name]) => name))}`,
-  );
+  const upsertDaily = UPSERT_DAILY;
+  const upsertObjects = UPSERT_OBJECTS;
 
   return {
     async write(b: Batch): Promise<void> {
