@@ -22,6 +22,8 @@ export interface Usage {
   /** Cached audio input tokens (realtime), part of both `cachedTokens` and `audioPromptTokens`. */
   cachedAudioTokens?: number;
   audioCompletionTokens?: number;
+  /** Reasoning tokens, part of `completionTokens`: shown in the request log, never billed apart. */
+  reasoningTokens?: number;
   /** Generated images, priced by `imageQuality` / `imageSize` when the model has variants. */
   images?: number;
   imageSize?: string;
@@ -214,6 +216,8 @@ export function usageFromOpenAI(obj: unknown): Usage | undefined {
   if (cachedAudio !== undefined && cachedAudio > 0) usage.cachedAudioTokens = cachedAudio;
   const audioOut = int(outDetails?.['audio_tokens']);
   if (audioOut !== undefined && audioOut > 0) usage.audioCompletionTokens = audioOut;
+  const reasoning = int(outDetails?.['reasoning_tokens']);
+  if (reasoning !== undefined && reasoning > 0) usage.reasoningTokens = reasoning;
   return usage;
 }
 
@@ -242,6 +246,8 @@ export function addUsage(a: Usage, b: Usage): void {
   if (audioOut !== undefined) a.audioCompletionTokens = audioOut;
   const image = sum(a.imagePromptTokens, b.imagePromptTokens);
   if (image !== undefined) a.imagePromptTokens = image;
+  const reasoning = sum(a.reasoningTokens, b.reasoningTokens);
+  if (reasoning !== undefined) a.reasoningTokens = reasoning;
   const cachedAudio = sum(a.cachedAudioTokens, b.cachedAudioTokens);
   if (cachedAudio !== undefined) a.cachedAudioTokens = cachedAudio;
 }

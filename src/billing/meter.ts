@@ -13,7 +13,7 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { Account } from '../accounts/account.js';
 import type { Limiter, RateDecision } from '../accounts/rate-limiter.js';
 import { CardPurse, type Purse, type Shortfall } from './purse.js';
-import type { StateWriter } from '../store/state-writer.js';
+import { GATE_REFUSAL, type StateWriter } from '../store/state-writer.js';
 import type { Calendar } from './calendar.js';
 import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
 import { ratesAtPercent, type Micros } from './money.js';
@@ -21,7 +21,7 @@ import type { ModelPrice, PriceTable } from './price-table.js';
 import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
 import { promptBound, requestExtras } from './request-bounds.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
-import type { UsageRow } from '../store/batch-sink.js';
+import { NO_LOG_DETAIL, type UsageRow } from '../store/batch-sink.js';
 import type { SettlementEntry } from '../journal/settlement-entry.js';
 import type { SettlementLog } from '../journal/settlement-journal.js';
 
@@ -43,7 +43,28 @@ export interface Ticket {
   readonly reserved: Micros;
   /** Percent of the listed prices billed: 100, or the price table's `batch_percent` for batches. */
   readonly pricePercent: number;
+  /** For the request log: whether the answer streams, and where the request came from. */
+  readonly stream: boolean;
+  readonly clientIp: string | null;
   settled: boolean;
+}
+
+/** How long one exchange took (request log); absent for work that is not one exchange. */
+export interface Timing {
+  readonly latencyMs: number;
+  /** To the first byte of the answer's body; null when none was sent. */
+  readonly ttfbMs: number | null;
+}
+
+/** A request refused after its key was known, for the request log (no money moves). */
+export interface Refusal {
+  readonly requestId: string;
+  readonly path: string;
+  readonly model: string;
+  readonly stream: boolean;
+  readonly clientIp: string;
+  readonly error: GatewayError;
+  readonly latencyMs: number;
 }
 
 /** One model's metered usage in work billed when it is done (a batch has one per model). */
@@ -67,8 +88,10 @@ export type RequestEnd =
   | {
       readonly kind: 'failed';
       readonly status: number;
-      readonly outcome: 'upstream-error' | 'client-gone';
+      /** 'refused': the gateway answered an error of its own after admission (`errorCode`). */
+      readonly outcome: 'upstream-error' | 'client-gone' | 'refused';
       readonly attempts: number;
+      readonly errorCode?: string;
     }
   /**
    * Work the gateway followed until upstream finished it (a batch, a background response):
@@ -91,6 +114,8 @@ export interface ReserveSpec {
   readonly reserve: Micros;
   /** Percent of the listed prices billed (batches: the price table's `batch_percent`). */
   readonly pricePercent?: number;
+  /** Where the work came from (request log). */
+  readonly clientIp?: string;
 }
 
 /** What `admit` priced before the money gates: the reservation, or why there is none. */
@@ -112,6 +137,7 @@ interface Pending {
   readonly req: ParsedRequest;
   readonly model: string;
   readonly requestId: string;
+  readonly ip: string;
   readonly priced: Priced;
 }
 
@@ -176,9 +202,10 @@ export class Meter {
     // nothing more that would add to them until it is back.
     if (priced.kind !== 'free' && this.writer.backlogged()) return refuse('store_unavailable');
     const short = this.moneyRefusal(account, priced, now);
-    if (short === undefined) return this.limit(account, { path, req, model, requestId, priced });
+    const pending: Pending = { path, req, model, requestId, ip, priced };
+    if (short === undefined) return this.limit(account, pending);
     if (short.topUp === undefined) return { ok: false, error: short.error };
-    return this.afterTopUp(account, { path, req, model, requestId, priced }, short.topUp);
+    return this.afterTopUp(account, pending, short.topUp);
   }
 
   /**
@@ -320,6 +347,8 @@ export class Meter {
         extras: priced?.extras ?? {},
         reserved: reserve,
         pricePercent: 100,
+        stream: r.req.stream,
+        clientIp: r.ip,
         settled: false,
       },
     };
@@ -341,6 +370,8 @@ export class Meter {
       extras: {},
       reserved: spec.reserve,
       pricePercent: spec.pricePercent ?? 100,
+      stream: false,
+      clientIp: spec.clientIp ?? null,
       settled: false,
     };
   }
@@ -365,7 +396,7 @@ export class Meter {
    * Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes
    * and record the settlement in the journal (see `durable`).
    */
-  settle(ticket: Ticket, end: RequestEnd): Micros {
+  settle(ticket: Ticket, end: RequestEnd, timing?: Timing): Micros {
     if (ticket.settled) return 0;
     ticket.settled = true;
     const account = ticket.account;
@@ -396,6 +427,16 @@ export class Meter {
         attempts: end.attempts,
         usage_source: line.source,
         created_at: now,
+        stream: ticket.stream ? 1 : 0,
+        reasoning_tokens: line.usage?.reasoningTokens ?? 0,
+        images: line.usage?.images ?? 0,
+        audio_ms: Math.round((line.usage?.audioSeconds ?? 0) * 1000),
+        characters: line.usage?.characters ?? 0,
+        rates,
+        latency_ms: timing === undefined ? null : Math.round(timing.latencyMs),
+        ttfb_ms: timing?.ttfbMs == null ? null : Math.round(timing.ttfbMs),
+        client_ip: ticket.clientIp,
+        error_code: end.kind === 'failed' ? (end.errorCode ?? null) : null,
       });
     }
     const total = this.book(account, rows, now);
@@ -410,6 +451,37 @@ export class Meter {
       this.onSoftLimit(account);
     }
     return total;
+  }
+
+  /**
+   * Records a request refused after its key was known (balance, limits, rights, bad input) in the
+   * request log: a usage row with outcome 'refused' and the error's code. No money moves, nothing
+   * is journaled, and the daily totals do not count it.
+   */
+  logRefusal(account: Account, r: Refusal): void {
+    const now = this.clock();
+    this.writer.addUsage({
+      request_id: r.requestId,
+      account_id: account.id,
+      model: r.model,
+      path: r.path,
+      day: this.calendar.periodOf(now).day,
+      prompt_tokens: 0,
+      cached_tokens: 0,
+      completion_tokens: 0,
+      cost: 0,
+      status: r.error.status,
+      outcome: 'refused',
+      attempts: 0,
+      usage_source: GATE_REFUSAL,
+      created_at: now,
+      ...NO_LOG_DETAIL,
+      stream: r.stream ? 1 : 0,
+      rates: account.rates,
+      latency_ms: Math.round(r.latencyMs),
+      client_ip: r.clientIp,
+      error_code: r.error.code ?? r.error.errorName,
+    });
   }
 
   /**

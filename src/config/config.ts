@@ -64,6 +64,13 @@ export interface Config {
   readonly statsInterval: number;
   readonly flushIntervalMs: number;
   /**
+   * Days the per-request rows of the request log (usage_records) are kept; older ones are deleted
+   * in small batches off the hot path. 0 keeps them for ever. The daily totals are always kept.
+   */
+  readonly usageRetentionDays: number;
+  /** When set, GET /metrics requires `Authorization: Bearer <token>`. */
+  readonly metricsToken: string | undefined;
+  /**
    * The settlement journal (DATA_DIR/journal): settlements survive a kill of the process between
    * two flushes. Off only to measure what it costs. Several instances (REDIS_ADDR) run without it.
    */
@@ -265,6 +272,8 @@ export function loadConfig(env: Env): Config {
     timeZone,
     statsInterval: int('STATS_INTERVAL', 100, 1, 1_000_000),
     flushIntervalMs: int('FLUSH_INTERVAL_MS', 1_000, 10, 60_000),
+    usageRetentionDays: int('USAGE_RETENTION_DAYS', 90, 0, 100_000),
+    metricsToken: opt('METRICS_TOKEN'),
     journal: bool('JOURNAL', true),
     journalFsync: bool('JOURNAL_FSYNC', false),
     heapGrowthPercent: int('HEAP_GROWTH_PERCENT', 50, 0, 1_000),

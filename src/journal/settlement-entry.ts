@@ -103,7 +103,22 @@ function usageRow(value: unknown): UsageRow | undefined {
     attempts: v.attempts,
     usage_source: v.usage_source,
     created_at: v.created_at,
+    // The request log's columns; a journal written before they existed lacks them.
+    stream: intOr(value['stream'], 0),
+    reasoning_tokens: intOr(value['reasoning_tokens'], 0),
+    images: intOr(value['images'], 0),
+    audio_ms: intOr(value['audio_ms'], 0),
+    characters: intOr(value['characters'], 0),
+    rates: intOr(value['rates'], 1_000_000),
+    latency_ms: intOr(value['latency_ms'], null),
+    ttfb_ms: intOr(value['ttfb_ms'], null),
+    client_ip: typeof value['client_ip'] === 'string' ? value['client_ip'] : null,
+    error_code: typeof value['error_code'] === 'string' ? value['error_code'] : null,
   };
+}
+
+function intOr<T extends number | null>(v: unknown, fallback: T): number | T {
+  return isInteger(v) ? v : fallback;
 }
 
 function isInteger(v: unknown): v is number {

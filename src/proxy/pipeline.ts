@@ -15,7 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Account } from '../accounts/account.js';
-import type { Meter, RequestEnd, Ticket } from '../billing/meter.js';
+import type { Meter, Refusal, RequestEnd, Ticket } from '../billing/meter.js';
 import { GatewayError, sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -36,7 +36,7 @@ import {
   type TenancyDeps,
   type Work,
 } from '../tenancy/tenancy.js';
-import { parseRequest } from './parse-request.js';
+import { parseRequest, type ParsedRequest } from './parse-request.js';
 import { relayHeld, relayResponse, type Relayed, type RelayResult } from './relay-response.js';
 
 export interface ProxyDeps {
@@ -67,19 +67,19 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
   const { req, res, requestId, account } = call;
   const started = performance.now();
   const endpoint = deps.tenancy.endpoints.decide(req.method ?? 'GET', call.pathname, account);
-  if (!endpoint.ok) return sendError(res, endpoint.error);
+  if (!endpoint.ok) return refuse(deps, call, endpoint.error, started);
   const classified = endpoint.classified;
   const action = classified?.route.action;
-  if (action?.kind === 'websocket') return sendError(res, new GatewayError('upgrade_required'));
+  if (action?.kind === 'websocket') return refuse(deps, call, new GatewayError('upgrade_required'), started);
 
   const multipart = (req.headers['content-type'] ?? '').toLowerCase().startsWith('multipart/');
   const read = await readBody(req, res, multipart ? deps.maxUploadBytes : deps.maxBodyBytes);
   if (!read.ok) {
     if (!read.answered) sendError(res, read.error);
-    return;
+    return deps.meter.logRefusal(account, refusal(call, read.error, started, undefined));
   }
   const parsed = parseRequest(call.pathname, req.headers, read.body);
-  if (!parsed.ok) return sendError(res, parsed.error);
+  if (!parsed.ok) return refuse(deps, call, parsed.error, started);
 
   // Tenancy: every object the request names must be the caller's; together they pin the key.
   let scope =
@@ -87,14 +87,14 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
       ? UNSCOPED
       : resolveScope(deps.tenancy.registry, account, classified, parsed.req);
   if (scope instanceof Promise) scope = await scope;
-  if (!scope.ok) return sendError(res, scope.error);
+  if (!scope.ok) return refuse(deps, call, scope.error, started, parsed.req);
 
   // Free routes (reads, object management) pass the same gates but are never priced.
   const metered = classified === undefined || classified.route.policy === 'metered';
   let admission = deps.meter.admit(account, call.pathname, parsed.req, call.ip, requestId, metered);
   // Only several instances wait here (more credit, the cluster's rate limiter).
   if (admission instanceof Promise) admission = await admission;
-  if (!admission.ok) return sendError(res, admission.error);
+  if (!admission.ok) return refuse(deps, call, admission.error, started, parsed.req);
   const ticket = admission.ticket;
   // Rate-limit headers and the request id go on every answer from here on.
   const headers = admission.headers;
@@ -113,13 +113,13 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
       const body = await serveList(deps.tenancy.list, account, action, query, req.headers, cancel);
       res.writeHead(200, { ...headers, 'content-type': 'application/json', 'content-length': body.length });
       res.end(body);
-      return settleAfter(deps, ticket, LISTED, started);
+      return settleAfter(deps, ticket, LISTED, started, undefined);
     }
     if (action?.kind === 'batch') {
       const reserved = await reserveBatch(deps.tenancy, account, requestId, parsed.req, cancel);
       if (!reserved.ok) {
         sendError(res, reserved.error, headers);
-        return settleAfter(deps, ticket, refused(reserved.error), started);
+        return settleAfter(deps, ticket, refused(reserved.error), started, undefined);
       }
       work = reserved.work;
     }
@@ -175,7 +175,7 @@ export async function proxyRequest(deps: ProxyDeps, call: ProxyCall): Promise<vo
       record,
       onId,
     });
-    if (!adopted) settleAfter(deps, ticket, delivered.end, started);
+    if (!adopted) settleAfter(deps, ticket, delivered.end, started, delivered.firstByteAt);
     // The end of the answer leaves once its settlement is in the journal: a client that holds a
     // complete answer has been billed for it, even if the process dies the next instant.
     await deps.meter.durable();
@@ -196,7 +196,37 @@ const NO_END = (): void => undefined;
 const LISTED: RequestEnd = { kind: 'done', status: 200, outcome: 'completed', parts: [], attempts: 0 };
 
 function refused(error: GatewayError): RequestEnd {
-  return { kind: 'failed', status: error.status, outcome: 'upstream-error', attempts: 0 };
+  const errorCode = error.code ?? error.errorName;
+  return { kind: 'failed', status: error.status, outcome: 'refused', attempts: 0, errorCode };
+}
+
+/** Answers an error of the gateway's own before admission, and puts it in the request log. */
+function refuse(
+  deps: ProxyDeps,
+  call: ProxyCall,
+  error: GatewayError,
+  started: number,
+  req?: ParsedRequest,
+): void {
+  sendError(call.res, error);
+  deps.meter.logRefusal(call.account, refusal(call, error, started, req));
+}
+
+function refusal(
+  call: ProxyCall,
+  error: GatewayError,
+  started: number,
+  req: ParsedRequest | undefined,
+): Refusal {
+  return {
+    requestId: call.requestId,
+    path: call.pathname,
+    model: req?.model ?? '',
+    stream: req?.stream ?? false,
+    clientIp: call.ip,
+    error,
+    latencyMs: performance.now() - started,
+  };
 }
 
 /**
@@ -215,7 +245,7 @@ async function deliver(
     /** Called when a streamed answer's created id goes by (several instances). */
     onId: ((id: string) => void) | undefined;
   },
-): Promise<{ end: RequestEnd; release: () => void }> {
+): Promise<{ end: RequestEnd; release: () => void; firstByteAt?: number | undefined }> {
   const { headers, plan, record } = opts;
   switch (sent.kind) {
     case 'stream': {
@@ -244,7 +274,7 @@ async function deliver(
           outcome: 'upstream-error',
           attempts: sent.attempts,
         } as const;
-        return { end, release: r.release };
+        return { end, release: r.release, firstByteAt: r.firstByteAt };
       }
       return {
         end: {
@@ -256,6 +286,7 @@ async function deliver(
           attempts: sent.attempts,
         },
         release: r.release,
+        firstByteAt: r.firstByteAt,
       };
     }
     case 'buffered': {
@@ -289,10 +320,21 @@ async function deliver(
   }
 }
 
-function settleAfter(deps: ProxyDeps, ticket: Ticket, end: RequestEnd, started: number): void {
-  const cost = deps.meter.settle(ticket, end);
+function settleAfter(
+  deps: ProxyDeps,
+  ticket: Ticket,
+  end: RequestEnd,
+  started: number,
+  firstByteAt: number | undefined,
+): void {
+  const now = performance.now();
+  const timing = {
+    latencyMs: now - started,
+    ttfbMs: firstByteAt === undefined ? null : firstByteAt - started,
+  };
+  const cost = deps.meter.settle(ticket, end, timing);
   if (cost > 0) deps.metrics.countCharged(cost);
   const kind = end.kind === 'relayed' ? end.end : end.outcome;
   deps.metrics.countRequest(kind, end.status);
-  deps.metrics.duration.observe({ kind }, (performance.now() - started) / 1000);
+  deps.metrics.duration.observe({ kind }, (now - started) / 1000);
 }

@@ -30,6 +30,8 @@ export interface RelayResult {
   readonly createdId: string | undefined;
   /** A JSON answer's bytes (up to 8 MiB), for the caller to read fields of a created object. */
   readonly body: Buffer | undefined;
+  /** When the answer's first body bytes arrived (performance.now()), for the request log's TTFB. */
+  readonly firstByteAt: number | undefined;
 }
 
 /** A relayed answer whose end waits for `release`. */
@@ -108,6 +110,7 @@ export async function relayResponse(
       deliveredText: '',
       createdId: undefined,
       body,
+      firstByteAt: relayed.firstByteAt,
       release,
       refused,
     };
@@ -138,7 +141,7 @@ export async function relayResponse(
           endWith(res, held);
         }
       : NOTHING;
-  return { end, bytes, usage, deliveredText, createdId, body, release };
+  return { end, bytes, usage, deliveredText, createdId, body, firstByteAt: relayed.firstByteAt, release };
 }
 
 /** Writes the held-back end of an answer and ends the response, in one write when it can. */
@@ -165,7 +168,8 @@ export async function relayHeld(
     rewrite?: ((body: Buffer) => Promise<Buffer>) | undefined;
   },
 ): Promise<Relayed> {
-  const read = await readAll(upstream);
+  let firstByteAt: number | undefined;
+  const read = await readAll(upstream, () => (firstByteAt ??= performance.now()));
   const body =
     read !== undefined && opts.rewrite !== undefined && upstream.statusCode < 300
       ? await opts.rewrite(read)
@@ -177,6 +181,7 @@ export async function relayHeld(
     deliveredText: '',
     createdId: body === undefined || opts.scanId === undefined ? undefined : findCreatedId(body, opts.scanId),
     body,
+    firstByteAt,
   };
   await opts.beforeSend(result);
   if (body === undefined || res.destroyed) {
@@ -194,12 +199,13 @@ export async function relayHeld(
 }
 
 /** The whole body (at most MAX_CAPTURE), or undefined when upstream broke off. */
-function readAll(upstream: UpstreamResponse): Promise<Buffer | undefined> {
+function readAll(upstream: UpstreamResponse, onFirst: () => void): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     upstream.body.attach({
       onData(chunk) {
+        if (size === 0) onFirst();
         size += chunk.length;
         if (size > MAX_CAPTURE) {
           upstream.body.destroy();
@@ -230,7 +236,13 @@ function pump(
   capture: boolean,
   scanner: CreatedIdScanner | undefined,
   head: () => void,
-): Promise<{ end: RelayEnd; bytes: number; captured: Buffer | undefined; held: Buffer[] }> {
+): Promise<{
+  end: RelayEnd;
+  bytes: number;
+  captured: Buffer | undefined;
+  held: Buffer[];
+  firstByteAt: number | undefined;
+}> {
   const body = upstream.body;
   const declared = Number(upstream.headers['content-length'] ?? NaN);
   const held: Buffer[] = [];
@@ -239,6 +251,7 @@ function pump(
   let received = 0;
   let bytes = 0;
   let waiting = false;
+  let firstByteAt: number | undefined;
   return new Promise((resolve) => {
     let settled = false;
     const finish = (end: RelayEnd): void => {
@@ -248,7 +261,7 @@ function pump(
       if (end !== 'completed') body.destroy();
       const kept =
         chunks === undefined ? EMPTY : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, captured);
-      resolve({ end, bytes, captured: capture ? kept : undefined, held });
+      resolve({ end, bytes, captured: capture ? kept : undefined, held, firstByteAt });
     };
     const onDrain = (): void => {
       waiting = false;
@@ -257,6 +270,7 @@ function pump(
     body.attach({
       onData(chunk) {
         if (settled) return;
+        if (received === 0) firstByteAt = performance.now();
         received += chunk.length;
         scanner?.push(chunk);
         if (capture && captured + chunk.length <= MAX_CAPTURE) {

@@ -102,8 +102,15 @@ export class TicketDesk {
   private spec(
     model: string,
     price: ModelPrice,
-  ): { requestId: string; path: string; model: string; price: ModelPrice } {
+  ): { requestId: string; path: string; model: string; price: ModelPrice; clientIp?: string } {
     this.seq++;
-    return { requestId: `${this.requestId}:${this.seq}`, path: REALTIME_PATH, model, price };
+    const ip = this.deps.ticket.clientIp;
+    return {
+      requestId: `${this.requestId}:${this.seq}`,
+      path: REALTIME_PATH,
+      model,
+      price,
+      ...(ip !== null && { clientIp: ip }),
+    };
   }
 }

@@ -19,6 +19,20 @@ export type CardRow = Omit<Insertable<CreditCardsTable>, 'id' | 'account_id'>;
 export type LedgerRow = Omit<LedgerTable, 'id'>;
 export type UsageRow = UsageRecordsTable;
 export type DailyRow = UsageDailyTable;
+
+/** The request log's columns of a usage row that says nothing more (work not one exchange). */
+export const NO_LOG_DETAIL = {
+  stream: 0,
+  reasoning_tokens: 0,
+  images: 0,
+  audio_ms: 0,
+  characters: 0,
+  rates: 1_000_000,
+  latency_ms: null,
+  ttfb_ms: null,
+  client_ip: null,
+  error_code: null,
+} as const satisfies Partial<UsageRow>;
 /** The whole row of an upstream object (upserted by id: created, deleted, followed, settled). */
 export type ObjectRow = ObjectsTable;
 

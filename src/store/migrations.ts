@@ -121,8 +121,8 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
           .addColumn('usage_source', text, (c) => c.notNull())
           .addColumn('created_at', big, (c) => c.notNull())
           .execute();
-        // No secondary index on usage_records: it is written on every request and read only for
-        // audits; the dashboards read the per-day aggregates in usage_daily.
+        // The dashboards read the per-day aggregates in usage_daily; the request log's indexes
+        // came with 0008.
         await db.schema
           .createTable('usage_daily')
           .addColumn('account_id', 'integer', (c) => c.notNull())
@@ -223,6 +223,39 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
         await db.schema
           .alterTable('instances')
           .addColumn('mode', text, (c) => c.notNull().defaultTo('sole'))
+          .execute();
+      },
+    },
+    '0008_request_log': {
+      async up(db: Kysely<unknown>) {
+        // The request log (GET /x-logs) reads usage_records: the columns it shows, and two indexes
+        // for newest-first keyset pages, over everything (root) and per account. Both grow at their
+        // right end (times increase), so they cost little on the write path.
+        const add = async (name: string, type: ColumnDataType, dflt: number | null): Promise<void> => {
+          await db.schema
+            .alterTable('usage_records')
+            .addColumn(name, type, (c) => (dflt === null ? c : c.notNull().defaultTo(dflt)))
+            .execute();
+        };
+        await add('stream', 'integer', 0);
+        await add('reasoning_tokens', big, 0);
+        await add('images', 'integer', 0);
+        await add('audio_ms', big, 0);
+        await add('characters', big, 0);
+        await add('rates', big, 1_000_000);
+        await add('latency_ms', 'integer', null);
+        await add('ttfb_ms', 'integer', null);
+        await db.schema.alterTable('usage_records').addColumn('client_ip', text).execute();
+        await db.schema.alterTable('usage_records').addColumn('error_code', text).execute();
+        await db.schema
+          .createIndex('usage_records_time')
+          .on('usage_records')
+          .columns(['created_at', 'request_id'])
+          .execute();
+        await db.schema
+          .createIndex('usage_records_account_time')
+          .on('usage_records')
+          .columns(['account_id', 'created_at', 'request_id'])
           .execute();
       },
     },

@@ -91,6 +91,25 @@ export interface UsageRecordsTable {
   attempts: number;
   usage_source: string;
   created_at: number;
+  /** 1 when the answer was a stream (SSE), else 0. */
+  stream: number;
+  /** Reasoning tokens upstream reported, part of `completion_tokens` (billed as output). */
+  reasoning_tokens: number;
+  /** Images generated or edited (image endpoints), else 0. */
+  images: number;
+  /** Audio length in milliseconds (transcription, translation), else 0. */
+  audio_ms: number;
+  /** Input characters (text to speech), else 0. */
+  characters: number;
+  /** The account's Rates (micros of a multiplier) when it was charged: a viewer converts from it. */
+  rates: number;
+  /** Milliseconds from the request's arrival to the end of its answer; null when not one exchange. */
+  latency_ms: number | null;
+  /** Milliseconds from the request's arrival to the first byte of the answer's body; null if none. */
+  ttfb_ms: number | null;
+  client_ip: string | null;
+  /** The error's code when the gateway refused the request (outcome 'refused'), else null. */
+  error_code: string | null;
 }
 
 export interface UsageDailyTable {

@@ -198,9 +198,15 @@ export class StateWriter {
   }
 }
 
+/** `usage_source` of a request refused before admission (Meter.logRefusal). */
+export const GATE_REFUSAL = 'gate';
+
 function aggregateDaily(rows: readonly UsageRow[]): DailyRow[] {
   const map = new Map<string, DailyRow>();
   for (const r of rows) {
+    // Requests stopped at the gates are in the request log only: the daily totals count the
+    // requests that were admitted (as the accounts' own counters do).
+    if (r.usage_source === GATE_REFUSAL) continue;
     const k = `${r.account_id}\u0000${r.day}\u0000${r.model}`;
     const d = map.get(k);
     if (d === undefined) {

@@ -18,6 +18,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { decodeEntries, encodeEntry, type SettlementEntry } from '../../src/journal/settlement-entry.js';
 import { SettlementJournal } from '../../src/journal/settlement-journal.js';
+import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
 const log = pino({ level: 'silent' });
 const dirs: string[] = [];
@@ -51,6 +52,7 @@ function entry(id: string, cost = 1_000, account = 7): SettlementEntry {
         outcome: 'completed',
         attempts: 1,
         usage_source: 'upstream',
+        ...NO_LOG_DETAIL,
         created_at: 1_700_000_000_000,
       },
     ],

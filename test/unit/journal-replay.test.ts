@@ -22,6 +22,7 @@ import type { ObjectRecord } from '../../src/tenancy/object-registry.js';
 import { createChild } from '../support/accounts.js';
 import { ROOT_KEY, startGateway, type TestGateway } from '../support/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
+import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
 const log = pino({ level: 'silent' });
 const prices = loadPriceTable(new URL('../../config/prices.json', import.meta.url).pathname);
@@ -89,6 +90,7 @@ function settled(account: number, id: string, cost: number, at: number, day: str
         outcome: 'completed',
         attempts: 1,
         usage_source: 'upstream',
+        ...NO_LOG_DETAIL,
         created_at: at,
       },
     ],

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Batch, LedgerRow, UsageRow } from '../../src/store/batch-sink.js';
 import type { SharedMoney, Store } from '../../src/store/store.js';
 import { postgresBackend, storeBackends, type OpenedStore } from '../support/stores.js';
+import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
 const hasPostgres = storeBackends().some((b) => b.name === 'postgres');
 const NOW = 1_800_000_000_000;
@@ -107,6 +108,7 @@ function usage(requestId: string, accountId: number, cost: number, day = '2027-0
     outcome: 'completed',
     attempts: 1,
     usage_source: 'upstream',
+    ...NO_LOG_DETAIL,
     created_at: NOW,
   };
 }

@@ -8,6 +8,7 @@ import type { BatchSink } from '../../src/store/batch-sink.js';
 import { StateWriter } from '../../src/store/state-writer.js';
 import type { Store } from '../../src/store/store.js';
 import { sinksOf, storeBackends, type OpenedStore } from '../support/stores.js';
+import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
 describe.each(storeBackends())('$name store', (backend) => {
   let opened: OpenedStore;
@@ -79,6 +80,7 @@ describe.each(storeBackends())('$name store', (backend) => {
         outcome: 'completed',
         attempts: 2,
         usage_source: 'upstream',
+        ...NO_LOG_DETAIL,
         created_at: 1_700_000_000_000,
       };
       writer.addUsage(row);
@@ -108,6 +110,7 @@ describe.each(storeBackends())('$name store', (backend) => {
         outcome: 'completed',
         attempts: 1,
         usage_source: 'upstream',
+        ...NO_LOG_DETAIL,
         created_at: 0,
       };
       writer.addUsage({ ...base, request_id: 'a', prompt_tokens: 5, completion_tokens: 7, cost: 100 });
@@ -153,6 +156,7 @@ describe.each(storeBackends())('$name store', (backend) => {
           outcome: 'completed',
           attempts: 1 + (i % 3),
           usage_source: 'upstream',
+          ...NO_LOG_DETAIL,
           created_at: 1000 + i,
         });
         writer.addLedger({

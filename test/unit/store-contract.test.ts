@@ -14,6 +14,7 @@ import type { Database } from '../../src/store/schema.js';
 import { accountRow } from '../../src/store/state-writer.js';
 import { newRootAccount } from '../../src/accounts/load-accounts.js';
 import { storeBackends, type OpenedStore } from '../support/stores.js';
+import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
 const TABLES = [
   'upstream_keys',
@@ -54,6 +55,7 @@ describe.each(storeBackends())('$name store', (backend) => {
       '0005_credit_leases',
       '0006_follow_claims',
       '0007_instance_mode',
+      '0008_request_log',
     ]);
     await db
       .insertInto('ledger')
@@ -62,7 +64,7 @@ describe.each(storeBackends())('$name store', (backend) => {
     const again = (await opened.reopen()).db;
     expect(
       (await sql<{ n: number }>`select count(*) as n from kysely_migration`.execute(again)).rows,
-    ).toEqual([{ n: 7 }]);
+    ).toEqual([{ n: 8 }]);
     expect(await again.selectFrom('ledger').select(['id', 'amount']).execute()).toEqual([
       { id: 1, amount: 5 },
     ]);
@@ -185,6 +187,7 @@ describe.each(storeBackends())('$name store', (backend) => {
           outcome: 'completed',
           attempts: 1,
           usage_source: 'upstream',
+          ...NO_LOG_DETAIL,
           created_at: i,
         });
         batch.ledger.push({

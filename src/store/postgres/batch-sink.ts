@@ -87,6 +87,16 @@ export const USAGE: Columns<UsageRow> = [
   ['attempts', 'int4'],
   ['usage_source', 'text'],
   ['created_at', 'int8'],
+  ['stream', 'int4'],
+  ['reasoning_tokens', 'int8'],
+  ['images', 'int4'],
+  ['audio_ms', 'int8'],
+  ['characters', 'int8'],
+  ['rates', 'int8'],
+  ['latency_ms', 'int4'],
+  ['ttfb_ms', 'int4'],
+  ['client_ip', 'text'],
+  ['error_code', 'text'],
 ];
 
 export const DAILY: Columns<DailyRow> = [

@@ -51,6 +51,16 @@ const USAGE_COLUMNS = [
   'attempts',
   'usage_source',
   'created_at',
+  'stream',
+  'reasoning_tokens',
+  'images',
+  'audio_ms',
+  'characters',
+  'rates',
+  'latency_ms',
+  'ttfb_ms',
+  'client_ip',
+  'error_code',
 ] as const;
 
 const OBJECT_COLUMNS = [
@@ -149,6 +159,16 @@ export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSin
       u.attempts,
       u.usage_source,
       u.created_at,
+      u.stream,
+      u.reasoning_tokens,
+      u.images,
+      u.audio_ms,
+      u.characters,
+      u.rates,
+      u.latency_ms,
+      u.ttfb_ms,
+      u.client_ip,
+      u.error_code,
     );
   });
   const upsertDaily = sqlite.prepare(
