@@ -432,7 +432,8 @@ export class Meter {
         images: line.usage?.images ?? 0,
         audio_ms: Math.round((line.usage?.audioSeconds ?? 0) * 1000),
         characters: line.usage?.characters ?? 0,
-        rates,
+        // The account's own Rates (a batch's discount is in its cost, not here).
+        rates: account.rates,
         latency_ms: timing === undefined ? null : Math.round(timing.latencyMs),
         ttfb_ms: timing?.ttfbMs == null ? null : Math.round(timing.ttfbMs),
         client_ip: ticket.clientIp,

@@ -10,6 +10,7 @@ import type { Authenticator } from '../accounts/authenticate.js';
 import { handleKeys } from '../admin/keys-routes.js';
 import { handleUsers, type UsersDeps } from '../admin/users-routes.js';
 import { handleDashboard } from '../dashboard/dashboard-routes.js';
+import { handleLogs } from '../logs/log-routes.js';
 import { GatewayError, sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -112,6 +113,11 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
         url,
       );
     }
+  }
+  if (pathname === '/x-logs') {
+    const auth = deps.auth.authenticate(req.headers);
+    if (!auth.ok) return sendError(res, auth.error);
+    return handleLogs(deps.users, auth.account, req, res, url);
   }
   if (pathname.startsWith('/dashboard/')) return dashboard(deps, req, res, pathname, url);
   if (pathname === '/healthz') return sendJson(res, 200, { status: 'ok' });
