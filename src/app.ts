@@ -42,6 +42,7 @@ import { claimSoleInstance, STALE_AFTER_MS, type InstanceHeartbeat } from './sto
 import type { BatchSink } from './store/batch-sink.js';
 import { journalFolder } from './journal/journal-folder.js';
 import { replayJournal } from './journal/replay-journal.js';
+import { UsageRetention } from './logs/usage-retention.js';
 import { replaySharedJournals } from './journal/replay-shared.js';
 import { SettlementJournal } from './journal/settlement-journal.js';
 import { openStore, type Store } from './store/store.js';
@@ -85,6 +86,8 @@ export interface App {
   /** Owners of upstream objects, and the work the gateway follows for billing. */
   readonly objects: ObjectRegistry;
   readonly follower: Follower;
+  /** Deletes request-log rows older than USAGE_RETENTION_DAYS. */
+  readonly retention: UsageRetention;
   /** Set only when this start generated the root key (printed once, never stored in clear). */
   readonly generatedRootKey: string | undefined;
   listen(): Promise<{ port: number; url: string }>;
@@ -350,6 +353,9 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
         log.warn({ err }, 'could not take over abandoned follows yet; retrying later'),
       );
   follower.start();
+  // After the journal's replay (it looks its request ids up in usage_records).
+  const retention = new UsageRetention(store.db, log, config.usageRetentionDays, clock);
+  retention.start();
   const tenancy: TenancyDeps = {
     endpoints: new EndpointGate({
       unknownEndpoints: config.unknownEndpoints,
@@ -503,6 +509,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     metrics,
     objects,
     follower,
+    retention,
     generatedRootKey,
     realtime,
     listen() {
@@ -545,6 +552,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
       await closed;
       clearInterval(counterTimer);
       await follower.stop();
+      await retention.stop();
       await writer.stop().catch((err: unknown) => log.error({ err }, 'final state flush failed'));
       // Everything settled is in the store: the journal is empty. Otherwise it stays for the next start.
       await journal?.close(writer.pending === 0 && writer.failedFlushes === 0);
