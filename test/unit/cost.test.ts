@@ -35,6 +35,11 @@ describe('computeCost', () => {
     expect(computeCost(gpt4o, tokens(0, 0), RATE_ONE)).toBe(0);
   });
 
+  it('bills reasoning tokens as the output they are part of, never twice', () => {
+    const plain = computeCost(gpt4o, tokens(1_000, 500), RATE_ONE);
+    expect(computeCost(gpt4o, { ...tokens(1_000, 500), reasoningTokens: 400 }, RATE_ONE)).toBe(plain);
+  });
+
   it('bills cached tokens (part of prompt) at the cached price', () => {
     // 1000 prompt of which 400 cached: 600*2.5 + 400*1.25 = 2000 micros, + 100 out *10 = 1000
     expect(computeCost(gpt4o, tokens(1000, 100, 400), RATE_ONE)).toBe(3000);
@@ -226,7 +231,7 @@ describe('usageFromOpenAI', () => {
         prompt_tokens_details: { cached_tokens: 1024, audio_tokens: 0 },
         completion_tokens_details: { reasoning_tokens: 200, audio_tokens: 0 },
       }),
-    ).toEqual({ promptTokens: 1200, cachedTokens: 1024, completionTokens: 300 });
+    ).toEqual({ promptTokens: 1200, cachedTokens: 1024, completionTokens: 300, reasoningTokens: 200 });
   });
 
   it('parses responses API usage', () => {
@@ -238,7 +243,7 @@ describe('usageFromOpenAI', () => {
         output_tokens_details: { reasoning_tokens: 5 },
         total_tokens: 70,
       }),
-    ).toEqual({ promptTokens: 50, cachedTokens: 10, completionTokens: 20 });
+    ).toEqual({ promptTokens: 50, cachedTokens: 10, completionTokens: 20, reasoningTokens: 5 });
   });
 
   it('parses embeddings usage (prompt only)', () => {
