@@ -30,7 +30,7 @@ import { createKeyRepository } from './keys/key-repository.js';
 import { KeyPool } from './keys/key-pool.js';
 import { createSecrets, generateAccountKey, resolveMasterKey, type Secrets } from './keys/secrets.js';
 import { createLogger } from './observability/logger.js';
-import { createMetrics, type Metrics } from './observability/metrics.js';
+import { countUsage, createMetrics, timedSink, type Metrics } from './observability/metrics.js';
 import { LocalAccountUnit, type AccountUnit } from './accounts/account-unit.js';
 import { redisSettingsFromConfig } from './cluster/cluster.js';
 import { SharedAccounts } from './cluster/shared-accounts.js';
@@ -185,7 +185,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   const sink = sharing?.sink ?? store.batchSink;
   // The original flushed stats to Redis every STATS_INTERVAL requests and to the database every
   // STATS_INTERVAL × 10; with no Redis tier in between, the database batch takes the larger size.
-  const writer = new StateWriter(options.batchSink?.(sink) ?? sink, log, {
+  const writer = new StateWriter(timedSink(options.batchSink?.(sink) ?? sink, metrics), log, {
     flushIntervalMs: config.flushIntervalMs,
     statsInterval: config.statsInterval * 10,
     accountSnapshots: sharing === undefined,
@@ -236,11 +236,12 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     }),
   });
   const limiter = sharing?.cluster.limiter ?? new RateLimiter();
+  metrics.attach({ accounts: registry, writer, keys: pool });
   const meter = new Meter(
     prices,
     calendar,
     limiter,
-    writer,
+    countUsage(writer, metrics, prices),
     {
       maxOutputTokensCap: config.maxOutputTokensCap,
       journal: config.journal ? journal : undefined,
@@ -265,6 +266,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     maxAttempts: config.maxAttempts,
     deadlineMs: config.upstreamTimeoutMs,
     attemptTimeoutMs: config.upstreamAttemptTimeoutMs,
+    observe: metrics.observeAttempt,
   };
   // Several instances: objects made elsewhere are known through Redis before their rows are
   // written (kept well past a flush, and found in the store after that).
@@ -410,6 +412,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     log,
     headersTimeoutMs: config.headersTimeoutMs,
     metrics,
+    metricsToken: config.metricsToken,
     auth: new Authenticator(registry, secrets),
     pool,
     proxy: {

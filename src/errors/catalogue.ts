@@ -50,6 +50,13 @@ export const ERRORS = {
     code: 'invalid_api_key',
     message: 'Incorrect API key provided.',
   },
+  metrics_token_required: {
+    status: 401,
+    type: 'invalid_request_error',
+    code: 'invalid_api_key',
+    message:
+      'GET /metrics needs the metrics token (METRICS_TOKEN) in the Authorization header (Bearer <token>).',
+  },
   account_disabled: {
     status: 401,
     type: 'invalid_request_error',

@@ -13,7 +13,7 @@ import { handleDashboard } from '../dashboard/dashboard-routes.js';
 import { handleLogs } from '../logs/log-routes.js';
 import { GatewayError, sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
-import type { Metrics } from '../observability/metrics.js';
+import { metricsRefusal, type Metrics } from '../observability/metrics.js';
 import { proxyRequest, type ProxyDeps } from '../proxy/pipeline.js';
 import type { ClientAddress } from './client-address.js';
 import type { Cors } from './cors.js';
@@ -25,6 +25,8 @@ export interface ServerDeps {
   /** Request headers must arrive within this (HEADERS_TIMEOUT_MS): slowloris senders are closed. */
   readonly headersTimeoutMs: number;
   readonly metrics: Metrics;
+  /** METRICS_TOKEN: when set, GET /metrics requires it as a Bearer token. */
+  readonly metricsToken?: string | undefined;
   readonly auth: Authenticator;
   readonly pool: KeyPool;
   readonly proxy: ProxyDeps;
@@ -131,6 +133,8 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
     });
   }
   if (pathname === '/metrics' && req.method === 'GET') {
+    const refused = metricsRefusal(deps.metricsToken, req.headers.authorization);
+    if (refused !== undefined) return sendError(res, refused);
     const body = await deps.metrics.registry.metrics();
     res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
     res.end(body);

@@ -125,6 +125,11 @@ export class StateWriter {
     return this.failures;
   }
 
+  /** Ledger and usage rows waiting for the store (what `maxBacklog` bounds): a metrics gauge. */
+  get queuedRows(): number {
+    return this.ledger.length + this.usage.length;
+  }
+
   get pending(): number {
     return this.dirty.size + this.deleted.length + this.ledger.length + this.usage.length + this.objects.size;
   }

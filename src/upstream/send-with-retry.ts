@@ -17,7 +17,16 @@ export interface RetryPolicy {
   readonly maxAttempts: number;
   readonly deadlineMs: number;
   readonly attemptTimeoutMs: number;
+  /** Told of every attempt (metrics by pool key); absent in tests that build a policy by hand. */
+  readonly observe?: AttemptObserver | undefined;
 }
+
+/** One attempt: the key that made it (id and last4 only), its outcome, ms until upstream answered. */
+export type AttemptObserver = (
+  key: Pick<PoolKey, 'id' | 'last4'>,
+  outcome: UpstreamOutcome,
+  ms: number,
+) => void;
 
 export interface OutboundRequest {
   readonly method: string;
@@ -85,6 +94,7 @@ export async function sendWithRetry(
       break;
     }
     attempts++;
+    const sentAt = performance.now();
     const result = await client.send({
       method: req.method,
       path: req.path,
@@ -101,6 +111,7 @@ export async function sendWithRetry(
       const outcome: UpstreamOutcome = { kind: 'transient', reason: result.reason };
       pool.report(key, outcome, result.reason);
       onAttempt(outcome);
+      policy.observe?.(key, outcome, performance.now() - sentAt);
       last = {
         kind: 'error',
         error: new GatewayError(result.timeout ? 'upstream_timeout' : 'upstream_unreachable'),
@@ -108,9 +119,11 @@ export async function sendWithRetry(
       };
     } else {
       const { statusCode, headers } = result.response;
+      const answeredMs = performance.now() - sentAt;
       if (statusCode < 400) {
         pool.report(key, { kind: 'ok' });
         onAttempt({ kind: 'ok' });
+        policy.observe?.(key, { kind: 'ok' }, answeredMs);
         return { kind: 'stream', key, response: result.response, attempts };
       }
       const raw = await readCapped(result.response.body, MAX_ERROR_BODY);
@@ -118,6 +131,7 @@ export async function sendWithRetry(
       const outcome = classifyResponse(statusCode, retryAfter, raw, Date.now());
       pool.report(key, outcome, `${statusCode} ${outcome.kind === 'ok' ? '' : outcome.kind}`.trim());
       onAttempt(outcome);
+      policy.observe?.(key, outcome, answeredMs);
       last = finalError(statusCode, headers, raw, outcome, attempts);
       if (!isRetryable(outcome)) return last;
     }
