@@ -6,8 +6,8 @@
  * request_id) per account. How a page is read depends on whose rows are asked for:
  * - every account or one account, with no other filter: the index hands the page over directly;
  * - with filters (model, outcome, cost), or a big sub-account tree: the index is walked in steps
- *   (2,000 entries, then four times more each step, up to 64,000; an index-only OFFSET finds each
- *   step's lower end), the filters apply inside the step, and a call stops after 250,000 entries.
+ *   (2,000 entries, then four times more each step, up to 16,000; an index-only OFFSET finds each
+ *   step's lower end), the filters apply inside the step, and a call stops after 128,000 entries.
  *   A rare filter therefore costs bounded time per call: the page may come back with fewer rows
  *   than asked and a cursor to go on from (the end is when there is no cursor);
  * - a few accounts (a small tree): one seek per account on its own index, merged here.
@@ -26,7 +26,8 @@ export interface WalkLimits {
   readonly maxWalk: number;
 }
 
-const WALK: WalkLimits = { firstStep: 2_000, maxStep: 64_000, maxWalk: 250_000 };
+// Each step is one synchronous read on an embedded store: 16,000 entries keep it to milliseconds.
+const WALK: WalkLimits = { firstStep: 2_000, maxStep: 16_000, maxWalk: 128_000 };
 /** Up to this many accounts, each is read on its own index and the results merged. */
 const MERGE_ACCOUNTS = 64;
 /** Up to this many accounts go into the SQL as a list; more are filtered here (bind limits). */
