@@ -2,6 +2,8 @@
  * ProxyXAI balance page (usage.<domain> or /billing/ on the gateway). Vanilla JS, no build step.
  * Reads every sk-Xvs… key from the text area, remembers them in localStorage['api-key-input'] and
  * queries GET /dashboard/x_user/info and GET /v1/dashboard/billing/usage for each key in parallel.
+ * Each key's daily chart can split the spend by model; its Requests view (opened on demand) pages
+ * through GET /x-logs with filters and saves the same filters' CSV export.
  */
 (function () {
   'use strict';
@@ -14,6 +16,7 @@
     resolveApiBase,
     fixSiteLinks,
     el,
+    append,
     clear,
     apiRequest,
     setupApiSettings,
@@ -21,6 +24,7 @@
     fmtUsd,
     pad2,
     ymd,
+    displayBase,
   } = window.PROXYXAI_COMMON;
 
   /* ---------- balance page ---------- */
@@ -311,10 +315,15 @@
     return '$' + v.toPrecision(2);
   }
 
-  /** Sums `daily_costs` (cents) per day of the current month into USD. */
+  /**
+   * Sums `daily_costs` (cents) per day of the current month into USD, in total and per model. `models` is
+   * one entry per model name: its cents per day (as the API's line items say, summed when a day lists a
+   * model twice) and its month total in cents; sorted by total spend, largest first, then by name.
+   */
   function dailySpend(usage, year, month) {
     const days = new Date(year, month + 1, 0).getDate();
     const values = new Array(days).fill(0);
+    const perModel = new Map();
     const costs = usage && Array.isArray(usage.daily_costs) ? usage.daily_costs : [];
     for (const day of costs) {
       const ts = num(day && day.timestamp);
@@ -323,19 +332,90 @@
       if (d.getFullYear() !== year || d.getMonth() !== month) continue;
       const items = Array.isArray(day.line_items) ? day.line_items : [];
       let cents = 0;
-      for (const item of items) cents += num(item && item.cost) || 0;
+      for (const item of items) {
+        const c = num(item && item.cost) || 0;
+        cents += c;
+        const name = item && item.name != null ? String(item.name) : '';
+        let m = perModel.get(name);
+        if (!m) perModel.set(name, (m = { name, cents: new Array(days).fill(0), total: 0 }));
+        m.cents[d.getDate() - 1] += c;
+        m.total += c;
+      }
       values[d.getDate() - 1] += cents / 100;
     }
     const sum = values.reduce((a, b) => a + b, 0);
     const total = num(usage && usage.total_usage);
-    return { values, total: total !== null ? total / 100 : sum };
+    const models = Array.from(perModel.values())
+      .filter((m) => m.total > 0)
+      .sort((a, b) => b.total - a.total || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return { values, models, total: total !== null ? total / 100 : sum };
+  }
+
+  /* Colours of the per-model split: each model keeps its colour (a hash of its name into the palette),
+   * the same in every chart of the page and, as long as no two of its models hash alike, on every visit;
+   * a model whose colour is taken gets the next free one, and beyond the palette a hue from the hash.
+   * Readable on the light and the dark theme. */
+  const MODEL_COLOURS = [
+    '#3b6fe0',
+    '#e07b2e',
+    '#1f9d6a',
+    '#9b5ad6',
+    '#d9467a',
+    '#1697a8',
+    '#b8860b',
+    '#6b7f8e',
+    '#c0392b',
+    '#5c8a1f',
+    '#7c6cf0',
+    '#a0522d',
+  ];
+
+  function nameHash(name) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) {
+      h ^= name.charCodeAt(i);
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+    return h;
+  }
+
+  /** Colours given so far on this page: a model keeps its colour in every chart of the page. */
+  const assignedColours = new Map();
+
+  /** Map of model name -> colour for the models of one chart, new ones assigned in name order. */
+  function modelColours(names) {
+    const used = new Set(assignedColours.values());
+    for (const name of names.slice().sort()) {
+      if (assignedColours.has(name)) continue;
+      const h = nameHash(name);
+      let colour = null;
+      for (let i = 0; i < MODEL_COLOURS.length; i++) {
+        const c = MODEL_COLOURS[(h + i) % MODEL_COLOURS.length];
+        if (!used.has(c)) {
+          colour = c;
+          break;
+        }
+      }
+      if (colour === null) colour = 'hsl(' + (h % 360) + ' 55% 50%)';
+      used.add(colour);
+      assignedColours.set(name, colour);
+    }
+    return new Map(names.map((name) => [name, assignedColours.get(name)]));
+  }
+
+  const SPLIT_STORAGE = 'billing-chart-split';
+
+  function dayLabel(year, month, dayNo) {
+    return year + '-' + pad2(month + 1) + '-' + pad2(dayNo);
   }
 
   function drawChart(entry) {
     const { holder, values, year, month, today } = entry;
+    const split = entry.split === true;
     const width = Math.max(280, Math.floor(holder.clientWidth || 600));
-    if (entry.drawnWidth === width) return;
+    if (entry.drawnWidth === width && entry.drawnSplit === split) return;
     entry.drawnWidth = width;
+    entry.drawnSplit = split;
     const height = 170;
     const pad = { left: 46, right: 8, top: 12, bottom: 24 };
     const plotW = width - pad.left - pad.right;
@@ -351,10 +431,15 @@
       monthName +
       ': total ' +
       fmtMoney(entry.total) +
-      (values[peak] > 0 ? ', highest ' + fmtMoney(values[peak]) + ' on day ' + (peak + 1) : ', no spend yet');
+      (values[peak] > 0
+        ? ', highest ' + fmtMoney(values[peak]) + ' on day ' + (peak + 1)
+        : ', no spend yet') +
+      (split && entry.models.length > 0
+        ? '; by model: ' + entry.models.map((m) => m.name + ' ' + fmtMoney(m.total / 100)).join(', ')
+        : '');
 
     const chart = svg('svg', {
-      class: 'spend-chart',
+      class: 'spend-chart' + (split ? ' split' : ''),
       width,
       height,
       viewBox: '0 0 ' + width + ' ' + height,
@@ -373,8 +458,9 @@
     values.forEach((v, i) => {
       const x = pad.left + i * slot + (slot - barW) / 2;
       const dayNo = i + 1;
-      const label = year + '-' + pad2(month + 1) + '-' + pad2(dayNo) + ': ' + fmtMoney(v);
-      if (v > 0) {
+      const date = dayLabel(year, month, dayNo);
+      const label = date + ': ' + fmtMoney(v);
+      if (v > 0 && !split) {
         const h = Math.max(1, (v / max) * plotH);
         chart.appendChild(
           svg(
@@ -386,10 +472,43 @@
               width: barW,
               height: h,
               rx: Math.min(2, barW / 3),
+              'data-day': date,
             },
             svg('title', null, label),
           ),
         );
+      } else if (v > 0) {
+        // One segment per model, stacked from the bottom in legend order (largest spender first).
+        const group = svg('g', { class: 'day-stack', 'data-day': date });
+        let base = pad.top + plotH;
+        for (const m of entry.models) {
+          const c = m.cents[i];
+          if (!(c > 0)) continue;
+          const h = Math.max(1, (c / 100 / max) * plotH);
+          base -= h;
+          group.appendChild(
+            svg(
+              'rect',
+              {
+                class: 'seg',
+                x,
+                y: base,
+                width: barW,
+                height: h,
+                fill: entry.colours.get(m.name),
+                'data-model': m.name,
+                'data-day': date,
+                'data-cost-cents': c,
+              },
+              svg(
+                'title',
+                null,
+                date + ' · ' + m.name + ': ' + fmtMoney(c / 100) + ' (day ' + fmtMoney(v) + ')',
+              ),
+            ),
+          );
+        }
+        chart.appendChild(group);
       }
       const every = values.length > 20 && width < 480 ? 7 : 5;
       const lastLabelled = values.length - (values.length % every);
@@ -422,47 +541,99 @@
     holder.appendChild(chart);
   }
 
+  /** The legend of the split chart: one item per model, its colour, name and month total. */
+  function renderLegend(entry) {
+    const { legend } = entry;
+    clear(legend);
+    legend.hidden = !entry.split;
+    if (!entry.split) return;
+    if (entry.models.length === 0) {
+      legend.appendChild(el('li', { className: 'muted' }, 'No spend by model yet 暂无模型消费'));
+      return;
+    }
+    for (const m of entry.models) {
+      legend.appendChild(
+        el(
+          'li',
+          { 'data-model': m.name, 'data-cost-cents': String(m.total) },
+          el('span', {
+            className: 'swatch',
+            'aria-hidden': 'true',
+            style: 'background:' + entry.colours.get(m.name),
+          }),
+          el('span', { className: 'legend-name' }, m.name === '' ? '(no model)' : m.name),
+          el('span', { className: 'legend-cost num' }, fmtMoney(m.total / 100)),
+        ),
+      );
+    }
+  }
+
+  /** The "Show data" table: spend per day, or per day and model when the chart is split. */
+  function renderChartData(entry) {
+    const { dataTable, values, year, month } = entry;
+    if (!dataTable) return;
+    const rows = [];
+    values.forEach((v, i) => {
+      if (!(v > 0)) return;
+      const date = dayLabel(year, month, i + 1);
+      if (!entry.split) {
+        rows.push(el('tr', null, el('td', null, date), el('td', { className: 'num' }, fmtMoney(v))));
+        return;
+      }
+      for (const m of entry.models) {
+        const c = m.cents[i];
+        if (!(c > 0)) continue;
+        rows.push(
+          el(
+            'tr',
+            null,
+            el('td', null, date),
+            el('td', { className: 'wrap-anywhere' }, m.name),
+            el('td', { className: 'num' }, fmtMoney(c / 100)),
+          ),
+        );
+      }
+    });
+    const head = [el('th', { scope: 'col' }, 'Date 日期')];
+    if (entry.split) head.push(el('th', { scope: 'col' }, 'Model 模型'));
+    head.push(el('th', { scope: 'col' }, 'Spend 消费'));
+    const table = dataTable.querySelector('table');
+    clear(table);
+    table.appendChild(
+      el('caption', { className: 'visually-hidden' }, entry.split ? 'Daily spend by model' : 'Daily spend'),
+    );
+    table.appendChild(el('thead', null, el('tr', null, head)));
+    table.appendChild(el('tbody', null, rows));
+  }
+
   function renderChart(section, index, usage) {
     const now = new Date();
     const year = now.getFullYear();
     const month = now.getMonth();
-    const { values, total } = dailySpend(usage, year, month);
+    const { values, models, total } = dailySpend(usage, year, month);
     const holder = el('div', { className: 'chart-holder', id: 'chart-' + index });
-    const rows = values
-      .map((v, i) => ({ v, i }))
-      .filter((d) => d.v > 0)
-      .map((d) =>
-        el(
-          'tr',
-          null,
-          el('td', null, year + '-' + pad2(month + 1) + '-' + pad2(d.i + 1)),
-          el('td', { className: 'num' }, fmtMoney(d.v)),
-        ),
-      );
-    const dataTable =
-      rows.length > 0
-        ? el(
-            'details',
-            { className: 'chart-data', id: 'chart-data-' + index },
-            el('summary', { id: 'chart-data-toggle-' + index }, 'Show data 查看数据'),
-            el(
-              'table',
-              null,
-              el('caption', { className: 'visually-hidden' }, 'Daily spend'),
-              el(
-                'thead',
-                null,
-                el(
-                  'tr',
-                  null,
-                  el('th', { scope: 'col' }, 'Date 日期'),
-                  el('th', { scope: 'col' }, 'Spend 消费'),
-                ),
-              ),
-              el('tbody', null, rows),
-            ),
-          )
-        : null;
+    const hasSpend = values.some((v) => v > 0);
+    const dataTable = hasSpend
+      ? el(
+          'details',
+          { className: 'chart-data', id: 'chart-data-' + index },
+          el('summary', { id: 'chart-data-toggle-' + index }, 'Show data 查看数据'),
+          el('table', null),
+        )
+      : null;
+    const split = storageGet(SPLIT_STORAGE) === '1';
+    const toggle = el('input', {
+      type: 'checkbox',
+      id: 'chart-split-' + index,
+      className: 'split-toggle',
+      'aria-controls': 'chart-' + index + ' chart-legend-' + index,
+    });
+    toggle.checked = split;
+    const legend = el('ul', {
+      className: 'chart-legend',
+      id: 'chart-legend-' + index,
+      'aria-label': 'Spend this month by model 本月按模型消费',
+    });
     const figure = el(
       'figure',
       { className: 'chart', id: 'chart-figure-' + index },
@@ -470,15 +641,45 @@
         'figcaption',
         null,
         el('span', null, 'Daily spend this month 本月每日消费'),
-        el('span', { className: 'num strong', id: 'chart-total-' + index }, fmtMoney(total)),
+        el(
+          'span',
+          { className: 'chart-tools' },
+          el('label', { className: 'check', for: 'chart-split-' + index }, toggle, ' Split by model 按模型'),
+          el('span', { className: 'num strong', id: 'chart-total-' + index }, fmtMoney(total)),
+        ),
       ),
       holder,
+      legend,
       dataTable,
     );
     section.appendChild(figure);
-    const entry = { holder, values, total, year, month, today: now.getDate(), drawnWidth: 0 };
+    const entry = {
+      holder,
+      legend,
+      dataTable,
+      values,
+      models,
+      colours: modelColours(models.map((m) => m.name)),
+      split,
+      total,
+      year,
+      month,
+      today: now.getDate(),
+      drawnWidth: 0,
+      drawnSplit: false,
+    };
+    toggle.addEventListener('change', () => {
+      entry.split = toggle.checked;
+      storageSet(SPLIT_STORAGE, entry.split ? '1' : '0');
+      drawChart(entry);
+      renderLegend(entry);
+      renderChartData(entry);
+    });
     charts.push(entry);
     drawChart(entry);
+    renderLegend(entry);
+    renderChartData(entry);
+    return models.map((m) => m.name);
   }
 
   function renderChartError(section, index, message) {
@@ -489,6 +690,567 @@
         'Usage chart unavailable 用量图不可用: ' + message,
       ),
     );
+  }
+
+  /* ---------- request log of a key (GET /x-logs) ---------- */
+
+  const OUTCOMES = [
+    'completed',
+    'client-gone',
+    'upstream-error',
+    'refused',
+    'failed',
+    'cancelled',
+    'expired',
+    'incomplete',
+  ];
+  const OUTCOME_BADGE = {
+    completed: 'ok',
+    refused: 'error',
+    failed: 'error',
+    'upstream-error': 'error',
+    'client-gone': 'warn',
+    cancelled: 'warn',
+    expired: 'warn',
+    incomplete: 'warn',
+  };
+  const REQ_COLUMNS = [
+    ['time', 'Time 时间'],
+    ['account', 'Account 账户'],
+    ['endpoint', 'Endpoint 接口'],
+    ['model', 'Model 模型'],
+    ['stream', 'Stream 流式'],
+    ['prompt_tokens', 'Prompt 输入'],
+    ['cached_tokens', 'Cached 缓存'],
+    ['completion_tokens', 'Completion 输出'],
+    ['reasoning_tokens', 'Reasoning 推理'],
+    ['cost', 'Cost 费用'],
+    ['outcome', 'Outcome 结果'],
+    ['status', 'Status 状态'],
+    ['latency', 'Latency / TTFB 延迟/首字节'],
+  ];
+  const DEFAULT_PAGE_SIZE = 50;
+  const MAX_PAGE_SIZE = 1000;
+
+  /** Local date and time with seconds: "YYYY-MM-DD" and "HH:MM:SS" on two lines (text: one space). */
+  function dateTimeCell(value) {
+    const d = new Date(value);
+    if (value == null || Number.isNaN(d.getTime())) return '—';
+    return [
+      el('span', { className: 'req-day' }, ymd(d)),
+      ' ',
+      el(
+        'span',
+        { className: 'req-clock' },
+        pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' + pad2(d.getSeconds()),
+      ),
+    ];
+  }
+
+  /** Text with a line-break opportunity after each "/" and "_" (paths and error codes). */
+  function breakable(text) {
+    const parts = [];
+    for (const piece of String(text).split(/(?<=[/_])/)) parts.push(piece, el('wbr'));
+    parts.pop();
+    return parts;
+  }
+
+  function fmtMs(v) {
+    const n = num(v);
+    return n === null ? '—' : fmtInt(n) + ' ms';
+  }
+
+  /** "YYYY-MM-DD" of a date input -> ISO instant of local midnight of that day (+ `plusDays`). */
+  function dayStart(value, plusDays) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+    if (!m) return null;
+    return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + plusDays).toISOString();
+  }
+
+  /** The server's error message of a failed answer (OpenAI shape), else the status line. */
+  async function errorOf(res) {
+    let message = '';
+    try {
+      const data = JSON.parse(await res.text());
+      if (data && data.error && typeof data.error.message === 'string') message = data.error.message;
+      else if (data && typeof data.error === 'string') message = data.error;
+    } catch {
+      /* not JSON */
+    }
+    const e = new Error(message || ('HTTP ' + res.status + ' ' + (res.statusText || '')).trim());
+    e.status = res.status;
+    return e;
+  }
+
+  /**
+   * GET on the API with the key, returning the Response (headers needed: x-page, x-next-cursor, …).
+   * The timeout covers the wait for the headers only: a long CSV export may take its time to arrive.
+   */
+  async function keyFetch(path, key, accept) {
+    const controller = typeof AbortController === 'function' ? new AbortController() : null;
+    const timer = controller ? window.setTimeout(() => controller.abort(), 30000) : 0;
+    let res;
+    try {
+      res = await fetch(api.base + path, {
+        method: 'GET',
+        headers: { Accept: accept, Authorization: 'Bearer ' + key },
+        cache: 'no-store',
+        signal: controller ? controller.signal : undefined,
+      });
+    } catch (err) {
+      throw new Error(
+        err && err.name === 'AbortError'
+          ? 'The API at ' + displayBase(api.base) + ' did not answer within 30 s.'
+          : 'Cannot reach the API at ' +
+              displayBase(api.base) +
+              ' (network error, wrong address or CORS not allowed for this page).',
+      );
+    } finally {
+      window.clearTimeout(timer);
+    }
+    if (!res.ok) throw await errorOf(res);
+    return res;
+  }
+
+  function field(id, label, control, extraClass) {
+    return el(
+      'div',
+      { className: 'field' + (extraClass ? ' ' + extraClass : '') },
+      el('label', { for: id }, label),
+      control,
+    );
+  }
+
+  /** The request-log view of one key: filters, a page of rows, Previous / Next and a CSV download. */
+  function renderRequestsView(section, index, key, models) {
+    const id = (name) => 'req-' + name + '-' + index;
+    const view = {
+      index,
+      key,
+      loaded: false,
+      token: 0,
+      filters: null,
+      cursors: [null],
+      nextCursor: null,
+      total: null,
+      totalPages: null,
+    };
+
+    const fromInput = el('input', { type: 'date', id: id('from'), name: 'from' });
+    const toInput = el('input', { type: 'date', id: id('to'), name: 'to' });
+    const modelInput = el('input', {
+      type: 'text',
+      id: id('model'),
+      name: 'model',
+      list: id('models'),
+      autocomplete: 'off',
+      spellcheck: 'false',
+      placeholder: 'any 全部',
+    });
+    const modelList = el('datalist', { id: id('models') });
+    const outcomeSelect = el(
+      'select',
+      { id: id('outcome'), name: 'outcome' },
+      el('option', { value: '' }, 'any 全部'),
+      OUTCOMES.map((o) => el('option', { value: o }, o)),
+    );
+    const minCostInput = el('input', {
+      type: 'number',
+      id: id('min-cost'),
+      name: 'min_cost',
+      min: 0,
+      step: 'any',
+      inputmode: 'decimal',
+      placeholder: '0',
+    });
+    const accountInput = el('input', {
+      type: 'text',
+      id: id('account'),
+      name: 'account',
+      autocomplete: 'off',
+      spellcheck: 'false',
+      placeholder: 'this key 本账户',
+      'aria-describedby': id('account-hint'),
+    });
+    const descendantsInput = el('input', {
+      type: 'checkbox',
+      id: id('descendants'),
+      name: 'descendants',
+      checked: true,
+    });
+    const sizeInput = el('input', {
+      type: 'number',
+      id: id('size'),
+      name: 'size',
+      min: 1,
+      max: MAX_PAGE_SIZE,
+      step: 1,
+      inputmode: 'numeric',
+      value: DEFAULT_PAGE_SIZE,
+    });
+    const applyButton = el('button', { type: 'submit', className: 'primary', id: id('apply') }, 'Apply 筛选');
+    const resetButton = el('button', { type: 'reset', id: id('reset') }, 'Reset 重置');
+    const prevButton = el(
+      'button',
+      { type: 'button', className: 'small', id: id('prev'), disabled: true },
+      '← Previous 上一页',
+    );
+    const nextButton = el(
+      'button',
+      { type: 'button', className: 'small', id: id('next'), disabled: true },
+      'Next 下一页 →',
+    );
+    const csvButton = el(
+      'button',
+      { type: 'button', className: 'small', id: id('csv') },
+      'Download CSV 下载',
+    );
+    const pageLabel = el('span', { className: 'req-page num', id: id('page'), 'aria-live': 'polite' });
+    const statusEl = el('p', { className: 'req-status muted', id: id('status'), role: 'status' });
+    const errorEl = el('p', { className: 'notice error', id: id('error'), role: 'alert' });
+    const tbody = el('tbody', { id: id('rows') });
+    const table = el(
+      'table',
+      { className: 'req-table', id: id('table') },
+      el('caption', { className: 'visually-hidden' }, 'Requests of key ' + maskKey(key)),
+      el(
+        'thead',
+        null,
+        el(
+          'tr',
+          null,
+          REQ_COLUMNS.map(([name, label]) => el('th', { scope: 'col', 'data-field': name }, label)),
+        ),
+      ),
+      tbody,
+    );
+
+    const form = el(
+      'form',
+      { className: 'req-filters', id: id('form'), novalidate: true, 'aria-label': 'Request filters 筛选' },
+      field(id('from'), 'From 起始日期', fromInput),
+      field(id('to'), 'To 截止日期 (incl.)', toInput),
+      field(id('model'), 'Model 模型', [modelInput, modelList]),
+      field(id('outcome'), 'Outcome 结果', outcomeSelect),
+      field(id('min-cost'), 'Min cost 最低费用 (USD)', minCostInput),
+      field(id('account'), 'Account 账户 (name, ID or email)', [
+        accountInput,
+        el('span', { className: 'visually-hidden', id: id('account-hint') }, 'Empty: this key’s own account'),
+      ]),
+      field(id('size'), 'Rows per page 每页行数', sizeInput),
+      el(
+        'div',
+        { className: 'field field-check' },
+        el(
+          'label',
+          { className: 'check', for: id('descendants') },
+          descendantsInput,
+          ' Include sub-accounts 含子账号',
+        ),
+      ),
+      el('div', { className: 'actions field-actions' }, applyButton, resetButton),
+    );
+
+    const details = el(
+      'details',
+      { className: 'requests', id: 'requests-' + index },
+      el(
+        'summary',
+        { id: 'requests-toggle-' + index },
+        'Requests 请求记录',
+        el('span', { className: 'muted small' }, ' — this key’s requests and its sub-accounts’'),
+      ),
+      form,
+      errorEl,
+      el(
+        'div',
+        { className: 'req-toolbar' },
+        el('div', { className: 'req-pager' }, prevButton, pageLabel, nextButton),
+        csvButton,
+      ),
+      statusEl,
+      el('div', { className: 'table-wrap' }, table),
+    );
+    section.appendChild(details);
+
+    const knownModels = new Set();
+    function addModels(names) {
+      for (const name of names) {
+        if (typeof name !== 'string' || name === '' || knownModels.has(name)) continue;
+        knownModels.add(name);
+        modelList.appendChild(el('option', { value: name }));
+      }
+    }
+    addModels(models || []);
+
+    /** The filters as query parameters (null + a message when a value is not acceptable). */
+    function readFilters() {
+      const p = new URLSearchParams();
+      const from = fromInput.value ? dayStart(fromInput.value, 0) : null;
+      const to = toInput.value ? dayStart(toInput.value, 1) : null;
+      if (fromInput.value && from === null)
+        return { error: 'From: enter a date. 请输入日期', focus: fromInput };
+      if (toInput.value && to === null) return { error: 'To: enter a date. 请输入日期', focus: toInput };
+      if (from !== null && to !== null && from >= to)
+        return { error: 'From must not be after To. 起始日期不能晚于截止日期', focus: fromInput };
+      const account = accountInput.value.trim();
+      const model = modelInput.value.trim();
+      const minCost = minCostInput.value.trim();
+      if (minCostInput.validity && minCostInput.validity.badInput)
+        return { error: 'Min cost: enter a number. 请输入数字', focus: minCostInput };
+      if (minCost !== '' && !(Number(minCost) >= 0))
+        return { error: 'Min cost must be a number ≥ 0. 最低费用须 ≥ 0', focus: minCostInput };
+      const size = Number(sizeInput.value.trim() || DEFAULT_PAGE_SIZE);
+      if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE_SIZE)
+        return {
+          error: 'Rows per page: 1 to ' + MAX_PAGE_SIZE + '. 每页行数 1–' + MAX_PAGE_SIZE,
+          focus: sizeInput,
+        };
+      if (from !== null) p.set('from', from);
+      if (to !== null) p.set('to', to);
+      if (account !== '') p.set('account', account);
+      if (!descendantsInput.checked) p.set('descendants', 'false');
+      if (model !== '') p.set('model', model);
+      if (outcomeSelect.value !== '') p.set('outcome', outcomeSelect.value);
+      if (minCost !== '') p.set('min_cost', minCost);
+      return { params: p, size };
+    }
+
+    function showError(message) {
+      errorEl.textContent = message || '';
+    }
+
+    function cellOf(name, content, extra) {
+      const label = REQ_COLUMNS.find((c) => c[0] === name)[1];
+      return el('td', Object.assign({ 'data-label': label, 'data-field': name }, extra || {}), content);
+    }
+
+    function rowOf(r) {
+      const outcome = typeof r.outcome === 'string' ? r.outcome : '';
+      const accountName =
+        r.account_name == null
+          ? el('span', { className: 'muted' }, 'deleted 已删除')
+          : String(r.account_name);
+      const micros = num(r.cost_micros);
+      const atCaller = num(r.cost_at_caller_rates);
+      return el(
+        'tr',
+        { 'data-request-id': r.request_id == null ? '' : String(r.request_id) },
+        cellOf('time', dateTimeCell(r.created_at ?? r.created), {
+          className: 'num nowrap',
+          title: r.created_at == null ? null : String(r.created_at),
+        }),
+        cellOf('account', [
+          el('span', { className: 'req-account-name' }, accountName),
+          el('span', { className: 'muted small num' }, ' #' + (r.account_id ?? '—')),
+        ]),
+        cellOf(
+          'endpoint',
+          el('span', { className: 'mono' }, r.endpoint == null ? '—' : breakable(r.endpoint)),
+        ),
+        cellOf('model', r.model == null || r.model === '' ? '—' : String(r.model), {
+          className: 'wrap-anywhere',
+        }),
+        cellOf('stream', r.stream === true ? 'Yes 是' : r.stream === false ? 'No 否' : '—'),
+        cellOf('prompt_tokens', fmtInt(r.prompt_tokens), { className: 'num' }),
+        cellOf('cached_tokens', fmtInt(r.cached_tokens), { className: 'num' }),
+        cellOf('completion_tokens', fmtInt(r.completion_tokens), { className: 'num' }),
+        cellOf('reasoning_tokens', fmtInt(r.reasoning_tokens), { className: 'num' }),
+        cellOf(
+          'cost',
+          [
+            el('span', { className: 'req-cost' }, fmtMoney(r.cost)),
+            atCaller === null
+              ? null
+              : el(
+                  'span',
+                  {
+                    className: 'req-cost-caller muted small',
+                    title: 'The same request at this key’s own Rates 按本密钥费率',
+                  },
+                  'yours 本账户 ' + fmtMoney(atCaller),
+                ),
+          ],
+          {
+            className: 'num',
+            title:
+              micros === null
+                ? null
+                : 'Exactly $' +
+                  (micros / 1e6).toFixed(6) +
+                  (num(r.rates) !== null ? ' at Rates ' + r.rates : ''),
+          },
+        ),
+        cellOf('outcome', [
+          el('span', { className: 'badge ' + (OUTCOME_BADGE[outcome] || '') }, outcome || '—'),
+          r.error_code == null || r.error_code === ''
+            ? null
+            : el('span', { className: 'req-error-code mono small' }, breakable(r.error_code)),
+        ]),
+        cellOf('status', r.status == null ? '—' : String(r.status), { className: 'num' }),
+        cellOf('latency', fmtMs(r.latency_ms) + ' / ' + fmtMs(r.ttfb_ms), { className: 'num nowrap' }),
+      );
+    }
+
+    function setBusy(busy) {
+      details.setAttribute('aria-busy', busy ? 'true' : 'false');
+      applyButton.disabled = busy;
+      if (busy) {
+        prevButton.disabled = true;
+        nextButton.disabled = true;
+      }
+    }
+
+    async function load() {
+      const token = ++view.token;
+      const cursor = view.cursors[view.cursors.length - 1];
+      const p = new URLSearchParams(view.filters.params);
+      p.set('size', String(view.filters.size));
+      if (cursor !== null) p.set('cursor', cursor);
+      // The total is counted once per filter, on the first page (counting is slower on big logs).
+      else p.set('count', 'true');
+      const query = p.toString();
+      setBusy(true);
+      showError('');
+      statusEl.textContent = 'Loading… 查询中';
+      let res;
+      let rows;
+      try {
+        res = await keyFetch('/x-logs?' + query, key, 'application/json');
+        rows = JSON.parse(await res.text());
+        if (!Array.isArray(rows)) throw new Error('Unexpected answer from the API (not a list of requests).');
+      } catch (err) {
+        if (token !== view.token) return;
+        setBusy(false);
+        prevButton.disabled = view.cursors.length <= 1;
+        statusEl.textContent = '';
+        showError(
+          'Requests unavailable 请求记录不可用: ' + (err && err.message ? err.message : 'unknown error'),
+        );
+        return;
+      }
+      if (token !== view.token) return;
+      setBusy(false);
+      const h = (name) => res.headers.get(name);
+      const pageNo = num(h('x-page')) ?? view.cursors.length;
+      const perPage = num(h('x-per-page')) ?? view.filters.size;
+      if (cursor === null) {
+        view.total = num(h('x-total-count'));
+        view.totalPages = num(h('x-total-pages'));
+      }
+      view.nextCursor = h('x-next-cursor') || null;
+      // Across origins the browser hides response headers the API does not list in
+      // Access-Control-Expose-Headers: without them there is no way to the next page.
+      if (h('x-per-page') === null && rows.length >= view.filters.size) {
+        showError(
+          'The API does not let this page read its paging headers (x-page, x-next-cursor: CORS ' +
+            'Access-Control-Expose-Headers), so only the first page can be shown. 接口未开放分页响应头',
+        );
+      }
+      table.setAttribute('data-query', query);
+      clear(tbody);
+      append(
+        tbody,
+        rows.length === 0
+          ? el(
+              'tr',
+              { className: 'req-empty' },
+              el('td', { colspan: REQ_COLUMNS.length, className: 'muted' }, 'No requests match. 无匹配请求'),
+            )
+          : rows.map(rowOf),
+      );
+      addModels(rows.map((r) => r && r.model));
+      const first = (pageNo - 1) * perPage + 1;
+      pageLabel.setAttribute('data-page', String(pageNo));
+      pageLabel.textContent =
+        'Page 第 ' + fmtInt(pageNo) + (view.totalPages > 0 ? ' / ' + fmtInt(view.totalPages) : '') + ' 页';
+      statusEl.setAttribute('data-rows', String(rows.length));
+      statusEl.textContent =
+        rows.length === 0
+          ? 'No requests. 无请求'
+          : 'Rows 行 ' +
+            fmtInt(first) +
+            '–' +
+            fmtInt(first + rows.length - 1) +
+            (view.total !== null ? ' of 共 ' + fmtInt(view.total) : '');
+      prevButton.disabled = view.cursors.length <= 1;
+      nextButton.disabled = view.nextCursor === null;
+      view.loaded = true;
+    }
+
+    function applyFilters() {
+      const f = readFilters();
+      if (f.error) {
+        showError(f.error);
+        f.focus.focus();
+        return;
+      }
+      view.filters = f;
+      view.cursors = [null];
+      view.total = null;
+      view.totalPages = null;
+      void load();
+    }
+
+    async function downloadCsv() {
+      const f = readFilters();
+      if (f.error) {
+        showError(f.error);
+        f.focus.focus();
+        return;
+      }
+      const p = new URLSearchParams(f.params);
+      p.set('format', 'csv');
+      csvButton.disabled = true;
+      csvButton.setAttribute('aria-busy', 'true');
+      showError('');
+      statusEl.textContent = 'Preparing CSV… 正在导出';
+      try {
+        const res = await keyFetch('/x-logs?' + p.toString(), key, 'text/csv');
+        const blob = await res.blob();
+        const url = URL.createObjectURL(blob);
+        const a = el('a', {
+          href: url,
+          download: 'requests-' + ymd(new Date()) + '.csv',
+          className: 'visually-hidden',
+        });
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        window.setTimeout(() => URL.revokeObjectURL(url), 60000);
+        statusEl.textContent = 'CSV saved 已导出 (' + fmtInt(blob.size) + ' bytes).';
+      } catch (err) {
+        statusEl.textContent = '';
+        showError('CSV export failed 导出失败: ' + (err && err.message ? err.message : 'unknown error'));
+      } finally {
+        csvButton.disabled = false;
+        csvButton.removeAttribute('aria-busy');
+      }
+    }
+
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      applyFilters();
+    });
+    form.addEventListener('reset', () => {
+      // After the browser has reset the controls to their defaults.
+      window.setTimeout(applyFilters, 0);
+    });
+    prevButton.addEventListener('click', () => {
+      if (view.cursors.length <= 1) return;
+      view.cursors.pop();
+      void load();
+    });
+    nextButton.addEventListener('click', () => {
+      if (view.nextCursor === null) return;
+      view.cursors.push(view.nextCursor);
+      void load();
+    });
+    csvButton.addEventListener('click', () => void downloadCsv());
+    details.addEventListener('toggle', () => {
+      if (details.open && !view.loaded && view.filters === null) applyFilters();
+    });
+    return view;
   }
 
   function usagePath() {
@@ -514,14 +1276,16 @@
     }
     if (gen !== generation) return false;
     renderInfo(section, index, key, info);
+    let models = [];
     try {
       const usage = await apiRequest(api.base, 'GET', usagePath(), key);
       if (gen !== generation) return true;
-      renderChart(section, index, usage);
+      models = renderChart(section, index, usage);
     } catch (err) {
       if (gen !== generation) return true;
       renderChartError(section, index, err && err.message ? err.message : 'unknown error');
     }
+    renderRequestsView(section, index, key, models);
     return true;
   }
 

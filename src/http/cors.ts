@@ -8,8 +8,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 const ALLOW_HEADERS =
   'authorization, content-type, openai-beta, openai-organization, openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout';
+// The paging headers of /x-users and /x-logs too: a balance page on another origin pages with them.
 const EXPOSE_HEADERS =
-  'x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-proxyxai-warning';
+  'x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-proxyxai-warning, ' +
+  'x-page, x-per-page, x-next-cursor, x-total-count, x-total-pages, link, content-disposition';
 
 export class Cors {
   private readonly any: boolean;

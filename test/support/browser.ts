@@ -106,7 +106,7 @@ export interface DomWindow {
 // ---------------------------------------------------------------------------------------------------
 
 /** Paths of the API (not of page assets): a 4xx on those can be an intentional failing fetch. */
-const API_PATH = /^\/(?:x-keys|x-users|x-dna|dashboard|v1)(?:\/|$)/;
+const API_PATH = /^\/(?:x-keys|x-users|x-dna|x-logs|dashboard|v1)(?:\/|$)/;
 const FAILED_4XX = /^Failed to load resource: the server responded with a status of 4\d\d\b/;
 
 export interface PageProblems {
