@@ -18,6 +18,8 @@ export interface Target {
   readonly key: string;
   /** Process whose CPU is measured (undefined for the mock itself). */
   readonly pid: number | undefined;
+  /** Its Prometheus endpoint, when it has one (the gateway): event-loop delay during loads. */
+  readonly metricsUrl?: string;
 }
 
 const MESSAGES = [
@@ -40,6 +42,13 @@ export interface JsonLoad {
   readonly rps: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  readonly p999Ms: number;
+  /**
+   * The target's event-loop delay during the load (its /metrics: prom-client's
+   * monitorEventLoopDelay, reset by the scrape just before), ms; absent without /metrics.
+   */
+  readonly loopMaxMs?: number;
+  readonly loopP99Ms?: number;
   readonly completed: number;
   readonly ok2xx: number;
   readonly non2xx: number;
@@ -55,8 +64,19 @@ export interface JsonLoad {
   readonly statusCodes?: Record<string, number>;
 }
 
+/** Event-loop delay since the previous scrape, from prom-client's default gauges (seconds → ms). */
+async function loopDelay(url: string): Promise<{ maxMs: number; p99Ms: number }> {
+  const text = await (await fetch(url)).text();
+  const gauge = (name: string): number =>
+    Number(new RegExp(`^proxyxai_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) *
+    1000;
+  return { maxMs: gauge('max'), p99Ms: gauge('p99') };
+}
+
 /** autocannon POST /v1/chat/completions at `connections` for `seconds`. */
 export async function jsonLoad(target: Target, connections: number, seconds: number): Promise<JsonLoad> {
+  // A scrape resets the gateway's event-loop histogram: the one after the load covers it alone.
+  if (target.metricsUrl !== undefined) await loopDelay(target.metricsUrl);
   const cpu0 = cpuOf(target);
   const foreign = foreignCpu();
   const t0 = performance.now();
@@ -71,6 +91,7 @@ export async function jsonLoad(target: Target, connections: number, seconds: num
   });
   const wallS = (performance.now() - t0) / 1000;
   const cpu = cpuOf(target) - cpu0;
+  const loop = target.metricsUrl === undefined ? undefined : await loopDelay(target.metricsUrl);
   const completed = r.requests.total;
   const other: Record<string, number> = {};
   for (const [code, stat] of Object.entries(r.statusCodeStats ?? {}))
@@ -79,6 +100,8 @@ export async function jsonLoad(target: Target, connections: number, seconds: num
     rps: r['2xx'] / r.duration,
     p50Ms: r.latency.p50,
     p99Ms: r.latency.p99,
+    p999Ms: r.latency.p99_9,
+    ...(loop !== undefined && { loopMaxMs: loop.maxMs, loopP99Ms: loop.p99Ms }),
     completed,
     ok2xx: r['2xx'],
     non2xx: r.non2xx,

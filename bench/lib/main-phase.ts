@@ -24,7 +24,11 @@ type Proxy = 'reference' | 'gateway';
 
 export function showJson(j: JsonLoad): string {
   return (
-    `${round(j.rps, 0)} req/s, p50 ${j.p50Ms} ms, p99 ${j.p99Ms} ms, ${round(j.cpuUsPerReq, 1)} µs CPU/req, ` +
+    `${round(j.rps, 0)} req/s, p50 ${j.p50Ms} ms, p99 ${j.p99Ms} ms, p99.9 ${j.p999Ms} ms, ` +
+    (j.loopMaxMs === undefined
+      ? ''
+      : `loop delay max ${round(j.loopMaxMs, 1)} / p99 ${round(j.loopP99Ms ?? NaN, 1)} ms, `) +
+    `${round(j.cpuUsPerReq, 1)} µs CPU/req, ` +
     `${round(j.cpuUtil, 2)} cores${j.non2xx + j.errors > 0 ? `, ${j.non2xx} non-2xx ${JSON.stringify(j.statusCodes ?? {})}, ${j.errors} errors` : ''}` +
     (j.foreignCpu > 0.05 ? ` [other processes: ${round(j.foreignCpu, 2)} cores]` : '')
   );
@@ -77,7 +81,13 @@ export async function mainPhase(res: Results, mockUrl: string, refJs: string, lo
   const T: Record<'direct' | Proxy, Target> = {
     direct: { name: 'direct', url: mockUrl, key: 'sk-direct', pid: undefined },
     reference: { name: 'reference', url: refUrl, key: sub.key, pid: ref.pid },
-    gateway: { name: 'gateway', url: gw.url, key: sub.key, pid: gw.proc.pid },
+    gateway: {
+      name: 'gateway',
+      url: gw.url,
+      key: sub.key,
+      pid: gw.proc.pid,
+      metricsUrl: `${gw.url}/metrics`,
+    },
   };
 
   log('warm-up');

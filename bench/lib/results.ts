@@ -16,6 +16,9 @@ export const METRIC_ROWS: ReadonlyArray<readonly [string, string, number]> = [
   ['Requests/s, 64 connections', 'rps64', 0],
   ['p50 latency, 64 connections (ms)', 'p50Ms64', 1],
   ['p99 latency, 64 connections (ms)', 'p99Ms64', 1],
+  ['p99.9 latency, 64 connections (ms)', 'p999Ms64', 1],
+  ['Event-loop delay at 64 connections, max (ms)', 'loopMaxMs64', 1],
+  ['Event-loop delay at 64 connections, p99 (ms)', 'loopP99Ms64', 1],
   ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
   ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
   ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
@@ -123,6 +126,9 @@ export function summarise(res: Results): Summary {
     rps64: row((w) => json(w, (j) => j.rps)),
     p50Ms64: row((w) => json(w, (j) => j.p50Ms)),
     p99Ms64: row((w) => json(w, (j) => j.p99Ms)),
+    p999Ms64: row((w) => json(w, (j) => j.p999Ms ?? NaN)),
+    loopMaxMs64: row((w) => json(w, (j) => j.loopMaxMs ?? NaN)),
+    loopP99Ms64: row((w) => json(w, (j) => j.loopP99Ms ?? NaN)),
     cpuUsPerReq: row((w) => json(w, (j) => j.cpuUsPerReq)),
     cpuUtil64: row((w) => json(w, (j) => j.cpuUtil)),
     latency1Ms: row(
@@ -225,6 +231,10 @@ export function evaluateTargets(res: Results): Target[] {
   const ttftOver = g('ttftMs', 'gateway') - g('ttftMs', 'reference');
   const chunkRatio = g('cpuUsPerChunk', 'ratio');
   const rss = g('peakRssMB', 'gateway');
+  const p99Ratio = g('p99Ms64', 'ratio');
+  const loopMax = g('loopMaxMs64', 'gateway');
+  const loopP99 = g('loopP99Ms64', 'gateway');
+  const cpuReqRatio = g('cpuUsPerReq', 'ratio');
   // The head-to-head targets only when that phase ran (BENCH_PHASES may leave it out).
   const head: Target[] = [
     t(
@@ -247,6 +257,31 @@ export function evaluateTargets(res: Results): Target[] {
       fin(chunkRatio) && chunkRatio <= 1.5,
     ),
     t('Peak RSS, 64 connections', '≤ 150 MB', `${round(rss, 1)} MB`, fin(rss) && rss <= 150),
+    // Round two (issue 15): the tail and the event loop under load.
+    t(
+      'p99 latency, 64 connections',
+      '≤ 1.25× reference',
+      `${round(p99Ratio, 2)}×`,
+      fin(p99Ratio) && p99Ratio <= 1.25,
+    ),
+    t(
+      'Event-loop delay at 64 connections',
+      'max ≤ 10 ms, p99 ≤ 2 ms',
+      `max ${round(loopMax, 1)} ms, p99 ${round(loopP99, 1)} ms`,
+      fin(loopMax) && loopMax <= 10 && loopP99 <= 2,
+    ),
+    t(
+      'Throughput, 64 connections (round two)',
+      '≥ 0.9× reference',
+      `${round(rpsRatio, 2)}×`,
+      fin(rpsRatio) && rpsRatio >= 0.9,
+    ),
+    t(
+      'CPU per request',
+      '≤ 1.2× reference',
+      `${round(cpuReqRatio, 2)}×`,
+      fin(cpuReqRatio) && cpuReqRatio <= 1.2,
+    ),
   ];
   const out: Target[] = res.rounds.length > 0 ? head : [];
   const sc = res.scale;
