@@ -14,6 +14,7 @@ import { handleLogs } from '../logs/log-routes.js';
 import { GatewayError, sendError } from '../errors/catalogue.js';
 import type { KeyPool } from '../keys/key-pool.js';
 import { metricsRefusal, type Metrics } from '../observability/metrics.js';
+import { OPENAPI_PATH, serveOpenApi } from '../openapi/openapi-route.js';
 import { proxyRequest, type ProxyDeps } from '../proxy/pipeline.js';
 import type { ClientAddress } from './client-address.js';
 import type { Cors } from './cors.js';
@@ -140,6 +141,7 @@ async function handle(deps: ServerDeps, req: IncomingMessage, res: ServerRespons
     res.end(body);
     return;
   }
+  if (pathname === OPENAPI_PATH && (req.method === 'GET' || req.method === 'HEAD')) return serveOpenApi(res);
   if (deps.pages !== undefined && (req.method === 'GET' || req.method === 'HEAD')) {
     if (pathname === '/') {
       res.writeHead(302, { location: '/docs/', 'content-length': '0' });

@@ -26,7 +26,7 @@ export async function handleLogs(
 ): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD')
     throw new GatewayError('method_not_allowed', `${req.method ?? ''} is not allowed on /x-logs.`, null, {
-      allow: 'GET',
+      allow: 'GET, HEAD',
     });
   const query = new URL(url, 'http://gateway').searchParams;
   const parsed = parseLogQuery(query, req.headers.accept, caller, deps.registry, deps.calendar);

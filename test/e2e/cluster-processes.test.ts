@@ -114,8 +114,13 @@ async function books(name: string) {
     requests: Number(row.requests),
     leases: await one('select coalesce(sum(amount), 0) as v from leases where account_id = $1'),
     ledger: await one('select coalesce(sum(amount), 0) as v from ledger where account_id = $1'),
-    usageRows: await one('select count(*) as v from usage_records where account_id = $1'),
-    usageIds: await one('select count(distinct request_id) as v from usage_records where account_id = $1'),
+    // One usage row per admitted request (requests refused at the gates are logged apart).
+    usageRows: await one(
+      "select count(*) as v from usage_records where account_id = $1 and usage_source <> 'gate'",
+    ),
+    usageIds: await one(
+      "select count(distinct request_id) as v from usage_records where account_id = $1 and usage_source <> 'gate'",
+    ),
     monthCost: await one('select coalesce(sum(cost), 0) as v from usage_records where account_id = $1'),
   };
 }

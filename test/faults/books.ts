@@ -73,7 +73,11 @@ export function readBooks(dataDir: string): Books {
         now,
       ),
       ledger: one('select sum(amount) as v from ledger where account_id = ?', r.id),
-      usageRows: one('select count(*) as v from usage_records where account_id = ?', r.id),
+      // One usage row per admitted request (requests refused at the gates are logged apart).
+      usageRows: one(
+        "select count(*) as v from usage_records where account_id = ? and usage_source <> 'gate'",
+        r.id,
+      ),
       usageCost: one('select sum(cost) as v from usage_records where account_id = ?', r.id),
       dailyRequests: one('select sum(requests) as v from usage_daily where account_id = ?', r.id),
       dailyCost: one('select sum(cost) as v from usage_daily where account_id = ?', r.id),

@@ -11,6 +11,7 @@ import { Writable } from 'node:stream';
 import OpenAI from 'openai';
 import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
+import { watchOpenApi, type OpenApiWatch } from './openapi-check.js';
 import { createTestDatabase, type TestDatabase } from './test-databases.js';
 
 export const ROOT_KEY = 'sk-Xvs' + 'R'.repeat(20) + 'oot0123456789abcdefghijkl';
@@ -26,6 +27,8 @@ export interface TestGateway {
   /** The gateway's PostgreSQL schema (postgres project), the same across restarts. */
   database: TestDatabase | undefined;
   logs: string[];
+  /** The answers checked against the OpenAPI description (stop() throws on a violation). */
+  openapi: OpenApiWatch;
   /** OpenAI SDK client pointed at the gateway with `key` (root by default); SDK retries off. */
   client(key?: string): OpenAI;
   stop(): Promise<void>;
@@ -66,6 +69,8 @@ export async function startGateway(
   };
   const config = loadConfig(fullEnv);
   const app = await buildApp(config, { logDestination: sink, ...opts.app });
+  // Every answer on a described route is held to the OpenAPI description; stop() fails on a drift.
+  const openapi = watchOpenApi(app.server, { pagesDir: config.pagesDir });
   const { url } = await app.listen();
   let stopped = false;
   const gw: TestGateway = {
@@ -74,12 +79,14 @@ export async function startGateway(
     dataDir,
     database,
     logs,
+    openapi,
     client: (key = ROOT_KEY) =>
       new OpenAI({ apiKey: key, baseURL: `${url}/v1`, maxRetries: 0, timeout: 20_000 }),
     async stop() {
       if (stopped) return;
       stopped = true;
       await app.stop();
+      openapi.assertConforms();
     },
     async restart(extra = {}) {
       await gw.stop();
