@@ -13,7 +13,7 @@ import { GatewayError } from '../errors/catalogue.js';
 import type { Account } from '../accounts/account.js';
 import type { Limiter, RateDecision } from '../accounts/rate-limiter.js';
 import { CardPurse, type Purse, type Shortfall } from './purse.js';
-import { GATE_REFUSAL, type StateWriter } from '../store/state-writer.js';
+import type { StateWriter } from '../store/state-writer.js';
 import type { Calendar } from './calendar.js';
 import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
 import { ratesAtPercent, type Micros } from './money.js';
@@ -21,7 +21,7 @@ import type { ModelPrice, PriceTable } from './price-table.js';
 import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
 import { promptBound, requestExtras } from './request-bounds.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
-import { NO_LOG_DETAIL, type UsageRow } from '../store/batch-sink.js';
+import { GATE_REFUSAL, NO_LOG_DETAIL, type UsageRow } from '../store/batch-sink.js';
 import type { SettlementEntry } from '../journal/settlement-entry.js';
 import type { SettlementLog } from '../journal/settlement-journal.js';
 

@@ -20,6 +20,12 @@ export type LedgerRow = Omit<LedgerTable, 'id'>;
 export type UsageRow = UsageRecordsTable;
 export type DailyRow = UsageDailyTable;
 
+/**
+ * `usage_source` of a request refused at the gates, before admission (Meter.logRefusal): a row of
+ * the request log only, never a request of the account (counters, daily totals).
+ */
+export const GATE_REFUSAL = 'gate';
+
 /** The request log's columns of a usage row that says nothing more (work not one exchange). */
 export const NO_LOG_DETAIL = {
   stream: 0,

@@ -13,7 +13,16 @@
 import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
 import type { JournalCuts } from '../journal/settlement-journal.js';
-import type { AccountRow, Batch, BatchSink, DailyRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js';
+import {
+  GATE_REFUSAL,
+  type AccountRow,
+  type Batch,
+  type BatchSink,
+  type DailyRow,
+  type LedgerRow,
+  type ObjectRow,
+  type UsageRow,
+} from './batch-sink.js';
 
 export type { AccountRow, LedgerRow, ObjectRow, UsageRow } from './batch-sink.js';
 
@@ -202,9 +211,6 @@ export class StateWriter {
     return snap;
   }
 }
-
-/** `usage_source` of a request refused before admission (Meter.logRefusal). */
-export const GATE_REFUSAL = 'gate';
 
 function aggregateDaily(rows: readonly UsageRow[]): DailyRow[] {
   const map = new Map<string, DailyRow>();

@@ -40,6 +40,8 @@ async function stored(name: string) {
     .selectFrom('usage_records')
     .select('request_id')
     .where('account_id', '=', a.id)
+    // One row per admitted request (requests refused at the gates are logged apart).
+    .where('usage_source', '<>', 'gate')
     .execute();
   const balance = liveBalance(
     cards.map((c) => ({
@@ -274,6 +276,34 @@ describe.runIf(enabled)('three gateways over one PostgreSQL and one Redis', () =
     const s = await stored('bursty');
     expect(s.creditUsed + s.balance).toBe(1000_000_000);
     expect(s.usageRows).toBe(320);
+  });
+
+  it('lists in the request log of any instance the requests every instance served and refused', async () => {
+    const key = await createChild(gws[0]!, 'logged', 5);
+    const acl = await call(gws[1]!, '/x-users/logged', {
+      method: 'PUT',
+      body: { AllowModels: ['gpt-4o-mini'] },
+    });
+    expect(acl.status).toBe(200);
+    const ids: string[] = [];
+    for (const g of gws) {
+      const r = await call(g, '/v1/chat/completions', { key, body: chat });
+      await r.arrayBuffer();
+      ids.push(r.headers.get('x-request-id') ?? '');
+    }
+    const refused = await call(gws[2]!, '/v1/chat/completions', { key, body: { ...chat, model: 'gpt-4o' } });
+    expect(refused.status).toBe(403);
+    for (const g of gws) await g.app.writer.flush();
+    for (const g of gws) {
+      const rows = (await (await call(g, '/x-logs', { key })).json()) as Array<{
+        request_id: string;
+        outcome: string;
+      }>;
+      expect(rows.filter((r) => r.outcome === 'completed').map((r) => r.request_id)).toEqual(
+        [...ids].reverse(),
+      );
+      expect(rows.filter((r) => r.outcome === 'refused')).toHaveLength(1);
+    }
   });
 
   it('counts RateLimit over all instances', async () => {

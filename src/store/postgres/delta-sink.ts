@@ -17,7 +17,7 @@
  * changes go through the sub-account API's own transactions.
  */
 import { CompiledQuery, type Kysely } from 'kysely';
-import type { Batch, BatchSink, DailyRow, LedgerRow } from '../batch-sink.js';
+import { GATE_REFUSAL, type Batch, type BatchSink, type DailyRow, type LedgerRow } from '../batch-sink.js';
 import type { Database } from '../schema.js';
 import {
   columnArrays,
@@ -38,6 +38,7 @@ interface Inserted {
   cost: number;
   prompt_tokens: number;
   completion_tokens: number;
+  usage_source: string;
 }
 
 export function createPostgresDeltaSink(
@@ -46,7 +47,7 @@ export function createPostgresDeltaSink(
   clock: () => number = Date.now,
 ): BatchSink {
   const insertUsage = `${unnestInsert('usage_records', USAGE, 'on conflict (request_id) do nothing')}
-    returning request_id, account_id, day, model, cost, prompt_tokens, completion_tokens`;
+    returning request_id, account_id, day, model, cost, prompt_tokens, completion_tokens, usage_source`;
   const lockAccounts = 'select id, is_root from accounts where id = any($1::int4[]) order by id for update';
   // Card i pays min(its balance, what is left after the cards before it), earliest expiry first,
   // the order of cards.ts `spend`.
@@ -107,7 +108,8 @@ export function createPostgresDeltaSink(
           const fresh = new Set(inserted.map((r) => r.request_id));
           const ledger = b.ledger.filter((l) => l.request_id !== null && fresh.has(l.request_id));
           if (ledger.length > 0) await run(insertLedger, columnArrays(LEDGER, ledger));
-          await run(upsertDaily, columnArrays(DAILY, daily(inserted)));
+          const days = daily(inserted);
+          if (days.length > 0) await run(upsertDaily, columnArrays(DAILY, days));
         }
         // Ledger rows without a request id do not come from settlements; none should be here.
         const other: LedgerRow[] = b.ledger.filter((l) => l.request_id === null);
@@ -123,7 +125,8 @@ function perAccount(rows: readonly Inserted[]): Map<number, { cost: number; n: n
   for (const r of rows) {
     const t = out.get(r.account_id) ?? { cost: 0, n: 0 };
     t.cost += Number(r.cost);
-    t.n++;
+    // A request refused at the gates is in the request log only: not a request of the account.
+    if (r.usage_source !== GATE_REFUSAL) t.n++;
     out.set(r.account_id, t);
   }
   return out;
@@ -132,6 +135,7 @@ function perAccount(rows: readonly Inserted[]): Map<number, { cost: number; n: n
 function daily(rows: readonly Inserted[]): DailyRow[] {
   const out = new Map<string, DailyRow>();
   for (const r of rows) {
+    if (r.usage_source === GATE_REFUSAL) continue;
     const k = `${r.account_id}\u0000${r.day}\u0000${r.model}`;
     const d = out.get(k);
     if (d === undefined) {
