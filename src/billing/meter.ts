@@ -1,9 +1,11 @@
 /**
  * Admission and settlement of proxied requests — the money path. `admit` runs every gate of an
  * account (IP, model, balance ≥ $1, monthly HardLimit, worst-case reservation, RPM) synchronously
- * on in-memory state, so concurrent requests cannot race past a balance. `settle` turns what was
- * actually delivered into an exact charge, releases the reservation and queues the usage record,
- * ledger row and new balances for the next batched write. Each ticket settles exactly once.
+ * on in-memory state, so concurrent requests cannot race past a balance; a prompt is bounded by
+ * its bytes, and counted with the tokenizer only before a refusal for money (`recount`). `settle`
+ * turns what was actually delivered into an exact charge, releases the reservation and queues the
+ * usage record, ledger row and new balances for the next batched write. Each ticket settles
+ * exactly once.
  *
  * Kept in one file although long: admission, reservation, settlement and replay all change the
  * same in-memory money of an account, and their order of checks is the money rule; reading them
@@ -17,8 +19,9 @@ import type { StateWriter } from '../store/state-writer.js';
 import type { Calendar } from './calendar.js';
 import { computeCost, worstCaseCost, type Usage, type WorstCaseExtras } from './cost.js';
 import { ratesAtPercent, type Micros } from './money.js';
-import type { ModelPrice, PriceTable } from './price-table.js';
+import { DEFAULT_PRICE_MODEL, type ModelPrice, type PriceTable } from './price-table.js';
 import { countTextTokens, estimatePromptTokens, maxOutputTokens } from './token-count.js';
+import { exactPromptBound, type PromptCounter } from './exact-prompt.js';
 import { promptBound, requestExtras } from './request-bounds.js';
 import type { ParsedRequest } from '../proxy/parse-request.js';
 import { GATE_REFUSAL, NO_LOG_DETAIL, type UsageRow } from '../store/batch-sink.js';
@@ -27,6 +30,13 @@ import type { SettlementLog } from '../journal/settlement-journal.js';
 
 /** Top-ups one admission may ask for while other requests take what each brought (see afterTopUp). */
 const TOP_UP_ATTEMPTS = 4;
+
+/**
+ * Reservations in flight one `tighten` may count exactly: with its own, an admission counts at most
+ * five prompts, each at most a few milliseconds (exact-prompt.ts), a bound on the time it holds the
+ * loop; the others wait for the next refusal.
+ */
+const TIGHTEN_AT_ONCE = 2;
 
 /** Calls are refused below this balance (the original's $1 rule). */
 export const MIN_CALL_BALANCE: Micros = 1_000_000;
@@ -40,7 +50,8 @@ export interface Ticket {
   /** The parsed request, kept so the tokenizer runs only when upstream sends no usage. */
   readonly json: Record<string, unknown> | undefined;
   readonly extras: WorstCaseExtras;
-  readonly reserved: Micros;
+  /** Lowered once, while in flight, if the account runs short and its prompt is counted (`tighten`). */
+  reserved: Micros;
   /** Percent of the listed prices billed: 100, or the price table's `batch_percent` for batches. */
   readonly pricePercent: number;
   /** For the request log: whether the answer streams, and where the request came from. */
@@ -127,7 +138,11 @@ type Priced =
       readonly reserve: Micros;
       readonly price?: ModelPrice;
       readonly extras?: WorstCaseExtras;
+      /** The worst case's terms while its prompt is the cheap bound, which `recount` may count. */
+      readonly cheap?: { readonly prompt: number; readonly maxOut: number } | undefined;
     };
+
+type MoneyShort = { error: GatewayError; topUp: Micros | undefined };
 
 const UNPRICED: Priced = { kind: 'free' };
 
@@ -154,6 +169,9 @@ export interface SoftLimitListener {
 
 export class Meter {
   private readonly purse: Purse;
+  private readonly countPrompt: PromptCounter;
+  /** Per account, the admitted requests in flight whose reservation bounds the prompt by bytes. */
+  private readonly loose = new WeakMap<Account, Map<Ticket, Pending>>();
 
   constructor(
     private readonly prices: PriceTable,
@@ -165,11 +183,14 @@ export class Meter {
       readonly purse?: Purse;
       /** Where every settlement is also recorded until the writer has it in the store. */
       readonly journal?: SettlementLog | undefined;
+      /** Counts a prompt exactly before a refusal for money (default: exact-prompt.ts). */
+      readonly exactPrompt?: PromptCounter;
     },
     private readonly onSoftLimit: SoftLimitListener = () => undefined,
     private readonly clock: () => number = Date.now,
   ) {
     this.purse = opts.purse ?? new CardPurse();
+    this.countPrompt = opts.exactPrompt ?? exactPromptBound;
   }
 
   /**
@@ -204,8 +225,9 @@ export class Meter {
     const short = this.moneyRefusal(account, priced, now);
     const pending: Pending = { path, req, model, requestId, ip, priced };
     if (short === undefined) return this.limit(account, pending);
-    if (short.topUp === undefined) return { ok: false, error: short.error };
-    return this.afterTopUp(account, pending, short.topUp);
+    if (short.topUp !== undefined) return this.afterTopUp(account, pending, short.topUp);
+    const exact = this.recount(account, pending, short, now);
+    return exact.short === undefined ? this.limit(account, exact.r) : { ok: false, error: exact.short.error };
   }
 
   /**
@@ -218,8 +240,11 @@ export class Meter {
       const shortfall = await this.purse.topUp(account, want);
       const again = this.moneyRefusal(account, r.priced, this.clock());
       if (again === undefined) return this.limit(account, r);
-      if (shortfall !== undefined || again.topUp === undefined || attempt >= TOP_UP_ATTEMPTS)
-        return { ok: false, error: shortfallError(again.error, shortfall) };
+      if (shortfall !== undefined || again.topUp === undefined || attempt >= TOP_UP_ATTEMPTS) {
+        const exact = this.recount(account, r, again, this.clock());
+        if (exact.short === undefined) return this.limit(account, exact.r);
+        return { ok: false, error: shortfallError(exact.short.error, shortfall) };
+      }
       want = again.topUp;
     }
   }
@@ -260,8 +285,72 @@ export class Meter {
     if (price === undefined) return { kind: 'unpriced', model };
     const extras = requestExtras(path, req);
     const maxOut = req.json === undefined ? 0 : maxOutputTokens(req.json, this.opts.maxOutputTokensCap);
-    const reserve = worstCaseCost(price, promptBound(path, req), maxOut, account.rates, extras);
-    return { kind: 'priced', price, extras, reserve };
+    const prompt = promptBound(path, req);
+    const reserve = worstCaseCost(price, prompt, maxOut, account.rates, extras);
+    // A default price stands for a model of unknown encoding: its prompt is never counted.
+    const cheap = price.model === DEFAULT_PRICE_MODEL ? undefined : { prompt, maxOut };
+    return { kind: 'priced', price, extras, reserve, cheap };
+  }
+
+  /**
+   * The last word before a refusal for money. Reservations that bound a prompt by its bytes, of
+   * the account's requests in flight (`tighten`) and of this one, are counted exactly, and only
+   * what still does not fit is refused: nothing is tokenized while the cheap bound fits. The
+   * counts, the check and the caller's reservation are one synchronous step.
+   */
+  private recount(
+    account: Account,
+    r: Pending,
+    short: MoneyShort,
+    now: number,
+  ): { r: Pending; short: MoneyShort | undefined } {
+    const name = short.error.errorName;
+    if (name !== 'insufficient_balance' && name !== 'hard_limit_reached') return { r, short };
+    const p = r.priced;
+    let exact = r;
+    if (p.kind === 'priced' && p.cheap !== undefined && p.price !== undefined) {
+      // When even the output alone does not fit, no count of this prompt can help.
+      const floor = worstCaseCost(p.price, 0, p.cheap.maxOut, account.rates, p.extras);
+      if (!this.tighten(account, { ...p, reserve: floor }, now))
+        return { r, short: this.moneyRefusal(account, p, now) };
+      const reserve = this.exactReserve(account, r);
+      if (reserve !== undefined) exact = { ...r, priced: { ...p, reserve, cheap: undefined } };
+    }
+    this.tighten(account, exact.priced, now);
+    return { r: exact, short: this.moneyRefusal(account, exact.priced, now) };
+  }
+
+  /**
+   * Lowers reservations of `account`'s requests in flight from the cheap bound to their exact worst
+   * case, each once, until `priced` fits (what they over-reserve must not refuse it); at most
+   * `TIGHTEN_AT_ONCE` of them, the others are left for the next refusal. Whether `priced` fits.
+   */
+  private tighten(account: Account, priced: Priced, now: number): boolean {
+    const loose = this.loose.get(account);
+    let counted = 0;
+    if (loose !== undefined) {
+      for (const [ticket, r] of loose) {
+        if (counted++ === TIGHTEN_AT_ONCE || this.moneyRefusal(account, priced, now) === undefined) break;
+        loose.delete(ticket);
+        // A settled ticket here was let go elsewhere (the follower's drop): it holds nothing.
+        const reserve = ticket.settled ? undefined : this.exactReserve(account, r);
+        if (reserve === undefined || reserve >= ticket.reserved) continue;
+        account.reserved -= ticket.reserved - reserve;
+        ticket.reserved = reserve;
+      }
+    }
+    return this.moneyRefusal(account, priced, now) === undefined;
+  }
+
+  /** The worst case of `r` with its prompt counted exactly; undefined when it is not counted. */
+  private exactReserve(account: Account, r: Pending): Micros | undefined {
+    const p = r.priced;
+    if (p.kind !== 'priced' || p.cheap === undefined || p.price === undefined) return undefined;
+    const prompt = this.countPrompt(r.path, r.req);
+    if (prompt === undefined) return undefined;
+    // Both are upper bounds; with images the counted one may be the larger.
+    const tokens = Math.min(prompt, p.cheap.prompt);
+    return worstCaseCost(p.price, tokens, p.cheap.maxOut, account.rates, p.extras);
   }
 
   /**
@@ -270,11 +359,7 @@ export class Meter {
    * `topUp` says how much credit must be available here to lift a balance refusal, when the purse
    * can get more.
    */
-  private moneyRefusal(
-    account: Account,
-    priced: Priced,
-    now: number,
-  ): { error: GatewayError; topUp: Micros | undefined } | undefined {
+  private moneyRefusal(account: Account, priced: Priced, now: number): MoneyShort | undefined {
     if (account.isRoot) return priced.kind === 'unpriced' ? unpricedRefusal(priced.model) : undefined;
     const available = this.purse.available(account, now);
     const reserve = priced.kind === 'priced' ? priced.reserve : 0;
@@ -334,24 +419,27 @@ export class Meter {
     const priced = r.priced.kind === 'priced' ? r.priced : undefined;
     const reserve = priced?.reserve ?? 0;
     account.reserved += reserve;
-    return {
-      ok: true,
-      headers,
-      ticket: {
-        requestId: r.requestId,
-        account,
-        path: r.path,
-        model: r.model,
-        price: priced?.price,
-        json: r.req.json,
-        extras: priced?.extras ?? {},
-        reserved: reserve,
-        pricePercent: 100,
-        stream: r.req.stream,
-        clientIp: r.ip,
-        settled: false,
-      },
+    const ticket: Ticket = {
+      requestId: r.requestId,
+      account,
+      path: r.path,
+      model: r.model,
+      price: priced?.price,
+      json: r.req.json,
+      extras: priced?.extras ?? {},
+      reserved: reserve,
+      pricePercent: 100,
+      stream: r.req.stream,
+      clientIp: r.ip,
+      settled: false,
     };
+    // Its prompt is bounded by bytes: counted exactly if the account runs short (`tighten`).
+    if (priced?.cheap !== undefined && !account.isRoot) {
+      let loose = this.loose.get(account);
+      if (loose === undefined) this.loose.set(account, (loose = new Map()));
+      loose.set(ticket, r);
+    }
+    return { ok: true, headers, ticket };
   }
 
   /**
@@ -401,6 +489,7 @@ export class Meter {
     ticket.settled = true;
     const account = ticket.account;
     account.reserved -= ticket.reserved;
+    this.loose.get(account)?.delete(ticket);
     const now = this.clock();
     this.rollWindows(account, now);
 

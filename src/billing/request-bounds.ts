@@ -17,7 +17,9 @@ const NON_TEXT_INPUTS = ['"image_url"', '"input_', '"file_'].map((m) => Buffer.f
  * An upper bound of the prompt's tokens for the reservation, without tokenizing on the hot path:
  * every text token is at least one byte of the JSON body (escapes only make the body longer), so
  * the body length bounds text prompts. Images, audio and files can cost more tokens than their
- * bytes in the body (an image URL), so only such bodies get the structural estimate.
+ * bytes in the body (an image URL), so only such bodies get the structural estimate. About 4× the
+ * real count of English: before refusing for money, the meter counts chat prompts exactly
+ * (exact-prompt.ts).
  */
 export function promptBound(path: string, req: Pick<ParsedRequest, 'body' | 'json'>): number {
   const body = req.body;

@@ -90,13 +90,21 @@ export function estimateTokensFromLength(text: string): number {
 
 /** Tokens of `text` in `model`'s encoding (length-based estimate for huge texts). */
 export function countTextTokens(model: string, text: string): number {
+  return exactTextTokens(model, text) ?? estimateTokensFromLength(text);
+}
+
+/**
+ * Tokens of `text` in `model`'s encoding, or undefined where `countTextTokens` would estimate
+ * (text above `MAX_TOKENIZE_CHARS`, a tokenizer failure): for bounds that must not undercount.
+ */
+export function exactTextTokens(model: string, text: string): number | undefined {
   if (text.length === 0) return 0;
-  if (text.length > MAX_TOKENIZE_CHARS) return estimateTokensFromLength(text);
+  if (text.length > MAX_TOKENIZE_CHARS) return undefined;
   try {
     return encoder(encodingForModel(model)).countTokens(text, PLAIN_TEXT);
   } catch {
     // Never let metering fail a request: the tokenizer has no documented failure, but be sure.
-    return estimateTokensFromLength(text);
+    return undefined;
   }
 }
 
@@ -169,6 +177,16 @@ export function estimatePromptTokens(path: string, body: unknown): number {
     acc.promptLike(body['input'] ?? body['prompt']);
   }
   return acc.total();
+}
+
+/**
+ * Tokens of the image, audio and file inputs in `value`, estimated as `estimatePromptTokens` does
+ * (per image by model and detail, audio and files by size); its text is not counted.
+ */
+export function mediaInputTokens(model: string, value: unknown): number {
+  const acc = new Acc(model);
+  acc.walk(value, 0, undefined);
+  return acc.fixed;
 }
 
 type EndpointKind = 'chat' | 'responses' | 'completions' | 'input';
