@@ -1009,7 +1009,7 @@ function logsPaths(): Record<string, PathItemObject> {
         responses,
       },
       'x-other-methods': {
-        description: 'Only GET and HEAD; other methods answer 405 with `Allow: GET`.',
+        description: 'Only GET and HEAD; other methods answer 405 with `Allow: GET, HEAD`.',
         responses: errors([...AUTH, 'method_not_allowed', 'internal'], { 405: allowHeader }),
       },
     },

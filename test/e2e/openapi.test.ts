@@ -59,7 +59,7 @@ describe('answers the description covers', () => {
       ['DELETE', '/x-dna', 'GET'],
       ['PUT', '/dashboard/billing/usage', 'GET'],
       ['POST', '/v1/dashboard/x_user/info', 'GET'],
-      ['DELETE', '/x-logs', 'GET'],
+      ['DELETE', '/x-logs', 'GET, HEAD'],
       ['PATCH', '/x-keys', null],
       ['PATCH', '/x-keys/1', null],
     ];
