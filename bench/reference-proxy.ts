@@ -7,6 +7,7 @@
  * Env: PORT (required), UPSTREAM (e.g. http://127.0.0.1:8080), UPSTREAM_KEY.
  */
 import { Agent, createServer, request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const PORT = Number(process.env['PORT'] ?? '0');
 const upstream = new URL(process.env['UPSTREAM'] ?? 'http://127.0.0.1:8080');
@@ -21,7 +22,21 @@ function relayHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
   return out;
 }
 
+// Its event-loop delay, measured as the gateway's prom-client measures its own (10 ms resolution,
+// reset by each scrape), so the benchmark compares the two under the same load.
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
+
 const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  if (req.url === '/metrics') {
+    const s = (ns: number): string => String(ns / 1e9);
+    res.end(
+      `proxyxai_nodejs_eventloop_lag_max_seconds ${s(loop.max)}\n` +
+        `proxyxai_nodejs_eventloop_lag_p99_seconds ${s(loop.percentile(99))}\n`,
+    );
+    loop.reset();
+    return;
+  }
   const headers = relayHeaders(req.headers);
   headers['authorization'] = AUTH;
   headers['host'] = upstream.host;

@@ -80,7 +80,13 @@ export async function mainPhase(res: Results, mockUrl: string, refJs: string, lo
 
   const T: Record<'direct' | Proxy, Target> = {
     direct: { name: 'direct', url: mockUrl, key: 'sk-direct', pid: undefined },
-    reference: { name: 'reference', url: refUrl, key: sub.key, pid: ref.pid },
+    reference: {
+      name: 'reference',
+      url: refUrl,
+      key: sub.key,
+      pid: ref.pid,
+      metricsUrl: `${refUrl}/metrics`,
+    },
     gateway: {
       name: 'gateway',
       url: gw.url,
