@@ -1,12 +1,14 @@
 /**
- * The embedded store's batch sink: the same transaction as ../kysely-batch-sink.ts, run directly on
- * better-sqlite3 with statements prepared once. A flush of a thousand usage rows is then a
- * thousand executions of one compiled statement inside one transaction, instead of building and
- * compiling large multi-row SQL on every flush (which was a quarter of the gateway's CPU).
+ * The embedded store's batch sink: the same transaction as ../kysely-batch-sink.ts, as a list of
+ * statements prepared once (a flush of a thousand usage rows is a few dozen executions of one
+ * compiled multi-row statement, instead of building and compiling SQL on every flush, which was a
+ * quarter of the gateway's CPU), run on the writer thread (write-thread.ts) so that the
+ * transaction never holds the event loop.
  */
-import type SqliteDatabase from 'better-sqlite3';
 import type { Batch, BatchSink, LedgerRow, UsageRow } from '../batch-sink.js';
 import { objectConflictSet } from '../kysely-batch-sink.js';
+import type SqliteDatabase from 'better-sqlite3';
+import type { WriteOp } from './write-thread.js';
 
 const ACCOUNT_COLUMNS = [
   'id',
@@ -91,128 +93,183 @@ function placeholders(columns: number, rows: number): string {
   return Array.from({ length: rows }, () => one).join(', ');
 }
 
-/**
- * Inserts rows ROWS_PER_INSERT at a time through one prepared multi-row statement, and the rest
- * one by one.
- */
-function rowInserter<R>(
-  sqlite: SqliteDatabase.Database,
-  sql: (rows: number) => string,
+// The per-request rows (a ledger row and a usage record each) go in with positional parameters
+// (binding by name looks every column up on the row object through the V8 API) and
+// ROWS_PER_INSERT rows per statement, which saves a third of the cost of one row per statement.
+const ledgerSql = (n: number): string =>
+  `insert into ledger (account_id, kind, amount, request_id, note, created_at) values ${placeholders(6, n)}`;
+const usageSql = (n: number): string =>
+  `insert into usage_records (${USAGE_COLUMNS.join(', ')}) values ${placeholders(USAGE_COLUMNS.length, n)}
+   on conflict (request_id) do nothing`;
+
+/** The statements a batch is made of, by index (the writer thread prepares each once). */
+const S = {
+  upsertAccount: 0,
+  deleteCards: 1,
+  insertCard: 2,
+  deleteAccount: 3,
+  ledgerMany: 4,
+  ledgerOne: 5,
+  usageMany: 6,
+  usageOne: 7,
+  upsertDaily: 8,
+  upsertObject: 9,
+} as const;
+
+export const SQLITE_BATCH_STATEMENTS: readonly string[] = [
+  `${insertSql('accounts', ACCOUNT_COLUMNS)} on conflict (id) do update set ${ACCOUNT_COLUMNS.filter(
+    (c) => c !== 'id',
+  )
+    .map((c) => `${c} = excluded.${c}`)
+    .join(', ')}`,
+  'delete from credit_cards where account_id = ?',
+  'insert into credit_cards (account_id, amount, balance, granted_at, expires_at, reference) values (?, ?, ?, ?, ?, ?)',
+  'delete from accounts where id = ?',
+  ledgerSql(ROWS_PER_INSERT),
+  ledgerSql(1),
+  usageSql(ROWS_PER_INSERT),
+  usageSql(1),
+  `insert into usage_daily (account_id, day, model, requests, cost, prompt_tokens, completion_tokens)
+   values (?, ?, ?, ?, ?, ?, ?)
+   on conflict (account_id, day, model) do update set
+     requests = requests + excluded.requests, cost = cost + excluded.cost,
+     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+     completion_tokens = completion_tokens + excluded.completion_tokens`,
+  `${insertSql('objects', OBJECT_COLUMNS)} on conflict (id) do update set ${objectConflictSet(OBJECT_COLUMNS)}`,
+];
+
+/** Rows ROWS_PER_INSERT at a time through the multi-row statement, the rest one by one. */
+function rowOps<R>(
+  ops: WriteOp[],
+  many: number,
+  one: number,
+  rows: readonly R[],
   bind: (row: R, out: unknown[]) => void,
-): (rows: readonly R[]) => void {
-  const many = sqlite.prepare(sql(ROWS_PER_INSERT));
-  const one = sqlite.prepare(sql(1));
-  const args: unknown[] = [];
-  return (rows) => {
-    let i = 0;
-    for (; i + ROWS_PER_INSERT <= rows.length; i += ROWS_PER_INSERT) {
-      args.length = 0;
-      for (let j = i; j < i + ROWS_PER_INSERT; j++) bind(rows[j] as R, args);
-      many.run(args);
+): void {
+  let i = 0;
+  for (; i + ROWS_PER_INSERT <= rows.length; i += ROWS_PER_INSERT) {
+    const args: unknown[] = [];
+    for (let j = i; j < i + ROWS_PER_INSERT; j++) bind(rows[j] as R, args);
+    ops.push([many, args]);
+  }
+  for (; i < rows.length; i++) {
+    const args: unknown[] = [];
+    bind(rows[i] as R, args);
+    ops.push([one, args]);
+  }
+}
+
+function bindLedger(l: LedgerRow, out: unknown[]): void {
+  out.push(l.account_id, l.kind, l.amount, l.request_id, l.note, l.created_at);
+}
+
+function bindUsage(u: UsageRow, out: unknown[]): void {
+  // Same order as USAGE_COLUMNS.
+  out.push(
+    u.request_id,
+    u.account_id,
+    u.model,
+    u.path,
+    u.day,
+    u.prompt_tokens,
+    u.cached_tokens,
+    u.completion_tokens,
+    u.cost,
+    u.status,
+    u.outcome,
+    u.attempts,
+    u.usage_source,
+    u.created_at,
+    u.stream,
+    u.reasoning_tokens,
+    u.images,
+    u.audio_ms,
+    u.characters,
+    u.rates,
+    u.latency_ms,
+    u.ttfb_ms,
+    u.client_ip,
+    u.error_code,
+  );
+}
+
+/** One batch as the statements of its transaction, in order. */
+export function batchOps(b: Batch): WriteOp[] {
+  const ops: WriteOp[] = [];
+  // Deletes first, so a name freed by a deletion can be taken by an account in the same batch.
+  for (const id of b.deleted) {
+    ops.push([S.deleteCards, [id]]);
+    ops.push([S.deleteAccount, [id]]);
+  }
+  for (const row of b.accounts) {
+    ops.push([S.upsertAccount, row]);
+    ops.push([S.deleteCards, [row.id]]);
+    for (const c of b.cards.get(row.id) ?? []) {
+      ops.push([
+        S.insertCard,
+        [row.id, c.amount, c.balance, c.granted_at, c.expires_at, c.reference ?? null],
+      ]);
     }
-    for (; i < rows.length; i++) {
-      args.length = 0;
-      bind(rows[i] as R, args);
-      one.run(args);
-    }
+  }
+  rowOps(ops, S.ledgerMany, S.ledgerOne, b.ledger, bindLedger);
+  rowOps(ops, S.usageMany, S.usageOne, b.usage, bindUsage);
+  for (const d of b.daily) {
+    ops.push([
+      S.upsertDaily,
+      [d.account_id, d.day, d.model, d.requests, d.cost, d.prompt_tokens, d.completion_tokens],
+    ]);
+  }
+  for (const o of b.objects) ops.push([S.upsertObject, o]);
+  return ops;
+}
+
+/** Runs a batch's statements in one transaction: on the writer thread, or here. */
+export interface BatchRunner {
+  run(ops: readonly WriteOp[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The sink: each batch becomes its statements on the main thread and runs, in one transaction,
+ * on the runner: the writer thread (write-thread.ts) when there is a second core for it, off the
+ * event loop, or `inlineRunner` on the main connection when there is not (a thread on the same
+ * core only adds the hand-over's cost).
+ */
+export function createSqliteBatchSink(runner: BatchRunner): BatchSink {
+  return {
+    write: (batch) => (batchHasRows(batch) ? runner.run(batchOps(batch)) : Promise.resolve()),
   };
 }
 
-export function createSqliteBatchSink(sqlite: SqliteDatabase.Database): BatchSink {
-  const upsertAccount = sqlite.prepare(
-    `${insertSql('accounts', ACCOUNT_COLUMNS)} on conflict (id) do update set ${ACCOUNT_COLUMNS.filter(
-      (c) => c !== 'id',
-    )
-      .map((c) => `${c} = excluded.${c}`)
-      .join(', ')}`,
-  );
-  const deleteCards = sqlite.prepare('delete from credit_cards where account_id = ?');
-  const insertCard = sqlite.prepare(
-    'insert into credit_cards (account_id, amount, balance, granted_at, expires_at, reference) values (?, ?, ?, ?, ?, ?)',
-  );
-  const deleteAccount = sqlite.prepare('delete from accounts where id = ?');
-  // The per-request rows (a ledger row and a usage record each) go in with positional
-  // parameters (binding by name looks every column up on the row object through the V8 API) and
-  // ROWS_PER_INSERT rows per statement, which saves a third of the cost of one row per statement.
-  const ledgerSql = (n: number): string =>
-    `insert into ledger (account_id, kind, amount, request_id, note, created_at) values ${placeholders(6, n)}`;
-  const usageSql = (n: number): string =>
-    `insert into usage_records (${USAGE_COLUMNS.join(', ')}) values ${placeholders(USAGE_COLUMNS.length, n)}
-     on conflict (request_id) do nothing`;
-  const insertLedger = rowInserter(sqlite, ledgerSql, (l: LedgerRow, out) => {
-    out.push(l.account_id, l.kind, l.amount, l.request_id, l.note, l.created_at);
+/** Runs the statements synchronously on `sqlite` (the main connection), prepared once each. */
+export function inlineRunner(sqlite: SqliteDatabase.Database): BatchRunner {
+  const prepared: SqliteDatabase.Statement[] = [];
+  const statement = (i: number): SqliteDatabase.Statement =>
+    (prepared[i] ??= sqlite.prepare(SQLITE_BATCH_STATEMENTS[i] ?? ''));
+  const runAll = sqlite.transaction((ops: readonly WriteOp[]) => {
+    for (const [i, params] of ops) statement(i).run(params);
   });
-  const insertUsage = rowInserter(sqlite, usageSql, (u: UsageRow, out) => {
-    // Same order as USAGE_COLUMNS.
-    out.push(
-      u.request_id,
-      u.account_id,
-      u.model,
-      u.path,
-      u.day,
-      u.prompt_tokens,
-      u.cached_tokens,
-      u.completion_tokens,
-      u.cost,
-      u.status,
-      u.outcome,
-      u.attempts,
-      u.usage_source,
-      u.created_at,
-      u.stream,
-      u.reasoning_tokens,
-      u.images,
-      u.audio_ms,
-      u.characters,
-      u.rates,
-      u.latency_ms,
-      u.ttfb_ms,
-      u.client_ip,
-      u.error_code,
-    );
-  });
-  const upsertDaily = sqlite.prepare(
-    `insert into usage_daily (account_id, day, model, requests, cost, prompt_tokens, completion_tokens)
-     values (?, ?, ?, ?, ?, ?, ?)
-     on conflict (account_id, day, model) do update set
-       requests = requests + excluded.requests, cost = cost + excluded.cost,
-       prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-       completion_tokens = completion_tokens + excluded.completion_tokens`,
-  );
-
-  const upsertObject = sqlite.prepare(
-    `${insertSql('objects', OBJECT_COLUMNS)} on conflict (id) do update set ${objectConflictSet(OBJECT_COLUMNS)}`,
-  );
-
-  const writeAll = sqlite.transaction((b: Batch) => {
-    // Deletes first, so a name freed by a deletion can be taken by an account in the same batch.
-    for (const id of b.deleted) {
-      deleteCards.run(id);
-      deleteAccount.run(id);
-    }
-    for (const row of b.accounts) {
-      upsertAccount.run(row);
-      deleteCards.run(row.id);
-      for (const c of b.cards.get(row.id) ?? []) {
-        insertCard.run(row.id, c.amount, c.balance, c.granted_at, c.expires_at, c.reference ?? null);
-      }
-    }
-    insertLedger(b.ledger);
-    insertUsage(b.usage);
-    for (const d of b.daily) {
-      upsertDaily.run(d.account_id, d.day, d.model, d.requests, d.cost, d.prompt_tokens, d.completion_tokens);
-    }
-    for (const o of b.objects) upsertObject.run(o);
-  });
-
   return {
-    write(batch) {
+    run(ops) {
       try {
-        writeAll(batch);
+        runAll(ops);
         return Promise.resolve();
       } catch (err: unknown) {
         return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
     },
+    close: () => Promise.resolve(),
   };
+}
+
+function batchHasRows(b: Batch): boolean {
+  return (
+    b.deleted.length +
+      b.accounts.length +
+      b.ledger.length +
+      b.usage.length +
+      b.daily.length +
+      b.objects.length >
+    0
+  );
 }

@@ -3,13 +3,19 @@
  * Kysely so domain code speaks one query language on every backend, then runs migrations.
  */
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import SqliteDatabase, { type SqliteConnection, type SqliteStatement } from './driver.js';
+import SqliteDatabase, {
+  sqliteDriverPackage,
+  type SqliteConnection,
+  type SqliteStatement,
+} from './driver.js';
 import { Kysely, Migrator, SqliteDialect, type SqliteDatabase as SqliteDialectDatabase } from 'kysely';
 import { migrationProvider, type DialectCaps } from '../migrations.js';
 import type { Database } from '../schema.js';
 import type { Store } from '../store.js';
-import { createSqliteBatchSink } from './batch-sink.js';
+import { createSqliteBatchSink, inlineRunner, SQLITE_BATCH_STATEMENTS } from './batch-sink.js';
+import { SqliteWriteThread } from './write-thread.js';
 
 const sqliteCaps: DialectCaps = {
   autoId: (c) => c.primaryKey().autoIncrement(),
@@ -40,7 +46,10 @@ function withStatementCache(sqlite: SqliteConnection, max = 256): SqliteDialectD
   };
 }
 
-export async function openSqliteStore(dataDir: string): Promise<Store> {
+export async function openSqliteStore(
+  dataDir: string,
+  writeThread = availableParallelism() > 1,
+): Promise<Store> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, 'proxyxai.db');
   const sqlite = new SqliteDatabase(file);
@@ -56,9 +65,19 @@ export async function openSqliteStore(dataDir: string): Promise<Store> {
     await db.destroy();
     throw error instanceof Error ? error : new Error(String(error));
   }
+  // The batched writes run on a thread of their own, on a second connection (after the
+  // migrations), when this process may use a second core; on one core, on the main connection.
+  const runner = writeThread
+    ? new SqliteWriteThread({
+        file,
+        driver: sqliteDriverPackage,
+        base: new URL('./driver.js', import.meta.url).href,
+        statements: SQLITE_BATCH_STATEMENTS,
+      })
+    : inlineRunner(sqlite);
   return {
     db,
-    batchSink: createSqliteBatchSink(sqlite),
+    batchSink: createSqliteBatchSink(runner),
     dialect: 'sqlite',
     location: file,
     // One process owns the file; no instance registry.
@@ -72,6 +91,9 @@ export async function openSqliteStore(dataDir: string): Promise<Store> {
         return false;
       }
     },
-    close: () => db.destroy(),
+    async close() {
+      await runner.close();
+      await db.destroy();
+    },
   };
 }

@@ -1,0 +1,131 @@
+/**
+ * The embedded store's writer thread: a worker thread with a connection of its own to the same
+ * SQLite file, which runs each batch of the state writer in one transaction while the main thread
+ * goes on serving. better-sqlite3 is synchronous, so on the main thread a flush of ~700 requests
+ * held the event loop ≈ 9 ms (up to 25 ms): the gateway's own share of its latency tail.
+ *
+ * The main thread still decides everything: it turns the batch into a list of (statement,
+ * parameters) pairs (batch-sink.ts) and hands them over; the thread only runs them, in order, in
+ * one transaction, and says whether it committed. WAL lets the main connection read meanwhile;
+ * its own rare writes (keys, the sub-account API) wait for the lock like any second writer.
+ *
+ * The worker's code is a string (run with `eval`): it needs nothing but the driver, so it runs
+ * the same from compiled `dist/` and from TypeScript sources under the test runner.
+ */
+import { Worker } from 'node:worker_threads';
+
+/** One statement to run: its index in the statement table, and its parameters. */
+export type WriteOp = readonly [statement: number, params: unknown];
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createRequire } = require('node:module');
+const Database = createRequire(workerData.base)(workerData.driver);
+const db = new Database(workerData.file);
+db.pragma('journal_mode = WAL');
+db.pragma('synchronous = NORMAL');
+db.pragma('busy_timeout = 5000');
+db.pragma('foreign_keys = ON');
+const prepared = [];
+const statement = (i) => prepared[i] || (prepared[i] = db.prepare(workerData.statements[i]));
+const runAll = db.transaction((ops) => {
+  for (const [i, params] of ops) {
+    if (Array.isArray(params)) statement(i).run(params);
+    else statement(i).run(params);
+  }
+});
+parentPort.on('message', (m) => {
+  if (m.close) {
+    db.close();
+    parentPort.postMessage({ id: m.id, ok: true });
+    return;
+  }
+  try {
+    runAll(m.ops);
+    parentPort.postMessage({ id: m.id, ok: true });
+  } catch (err) {
+    parentPort.postMessage({ id: m.id, ok: false, message: String((err && err.message) || err), code: err && err.code });
+  }
+});
+`;
+
+interface Reply {
+  readonly id: number;
+  readonly ok: boolean;
+  readonly message?: string;
+  readonly code?: string;
+}
+
+export class SqliteWriteThread {
+  private worker: Worker | undefined;
+  private seq = 0;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+
+  constructor(
+    private readonly opts: {
+      readonly file: string;
+      /** The driver package this process loaded, and a file URL to resolve it from. */
+      readonly driver: string;
+      readonly base: string;
+      readonly statements: readonly string[];
+    },
+  ) {}
+
+  /** Runs `ops` in one transaction on the thread; rejects (nothing written) if it rolled back. */
+  run(ops: readonly WriteOp[]): Promise<void> {
+    return this.send({ ops });
+  }
+
+  /** Closes the thread's connection and ends the thread (after the writes sent before). */
+  async close(): Promise<void> {
+    if (this.worker === undefined) return;
+    const worker = this.worker;
+    await this.send({ close: true }).catch(() => undefined);
+    await worker.terminate();
+  }
+
+  private send(message: { ops: readonly WriteOp[] } | { close: true }): Promise<void> {
+    const worker = this.started();
+    const id = ++this.seq;
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      // Held only while a write is on its way: an idle thread never keeps the process alive,
+      // and the last flush at shutdown is never abandoned.
+      if (this.waiting.size === 1) worker.ref();
+      worker.postMessage({ id, ...message });
+    });
+  }
+
+  private started(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {
+        file: this.opts.file,
+        driver: this.opts.driver,
+        base: this.opts.base,
+        statements: this.opts.statements,
+      },
+    });
+    worker.unref();
+    worker.on('message', (reply: Reply) => {
+      const w = this.waiting.get(reply.id);
+      if (w === undefined) return;
+      this.waiting.delete(reply.id);
+      if (this.waiting.size === 0) worker.unref();
+      if (reply.ok) w.resolve();
+      else w.reject(Object.assign(new Error(reply.message ?? 'SQLite write failed'), { code: reply.code }));
+    });
+    // A thread that died fails what it was given (the state writer keeps and retries it) and is
+    // started again with the next write.
+    const fail = (err: Error): void => {
+      if (this.worker === worker) this.worker = undefined;
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the SQLite writer thread exited (code ${code})`)));
+    this.worker = worker;
+    return worker;
+  }
+}
