@@ -8,6 +8,9 @@
  * `observe()`, which the profile showed at ≈ 1 µs per request for three counters. The hot path
  * costs a Map lookup or two per count. Gauges of live state (reservations, the writer's queue)
  * are read at scrape time, so nothing keeps them up to date between scrapes.
+ *
+ * One file although just over 400 lines: every metric is declared next to the plain counter its
+ * scrape copies from, and those pairs are the file.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

@@ -13,6 +13,9 @@
  * One extension: `x-other-methods` on a path item gives the answers to any method the item does not
  * list (405, or the same as GET where the route ignores the method), so that those answers are
  * described too without listing eight operations that only refuse.
+ *
+ * Kept in one file although long: it is one document, read top to bottom like the routes it
+ * describes, and its schemas refer to each other by name; split, each part would need the others.
  */
 import { MAX_PAGE_SIZE } from '../admin/users-routes.js';
 import { MAX_USD } from '../billing/money.js';
