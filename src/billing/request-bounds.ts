@@ -5,7 +5,7 @@
  */
 import type { ParsedRequest } from '../proxy/parse-request.js';
 import type { WorstCaseExtras } from './cost.js';
-import { estimatePromptTokens } from './token-count.js';
+import { mediaInputTokens } from './token-count.js';
 
 /** Transcription uploads are priced by duration; without one, assume 128 kbit/s audio. */
 const AUDIO_BYTES_PER_SECOND = 16_000;
@@ -17,7 +17,7 @@ const NON_TEXT_INPUTS = ['"image_url"', '"input_', '"file_'].map((m) => Buffer.f
  * An upper bound of the prompt's tokens for the reservation, without tokenizing on the hot path:
  * every text token is at least one byte of the JSON body (escapes only make the body longer), so
  * the body length bounds text prompts. Images, audio and files can cost more tokens than their
- * bytes in the body (an image URL), so only such bodies get the structural estimate. About 4× the
+ * bytes in the body (an image URL), so such bodies add the estimate of their media. About 4× the
  * real count of English: before refusing for money, the meter counts chat prompts exactly
  * (exact-prompt.ts).
  */
@@ -26,7 +26,12 @@ export function promptBound(path: string, req: Pick<ParsedRequest, 'body' | 'jso
   if (body === undefined || req.json === undefined) return 0;
   const bytes = body.length;
   for (const marker of NON_TEXT_INPUTS) {
-    if (body.includes(marker)) return Math.max(bytes, estimatePromptTokens(path, req.json));
+    if (!body.includes(marker)) continue;
+    // Text costs at most its bytes; only images, audio and files can cost more tokens than theirs,
+    // and their estimate needs no tokenizer, so no body (adversarial text beside an image marker,
+    // on which BPE is quadratic) can make admission slow.
+    const model = typeof req.json['model'] === 'string' ? req.json['model'] : '';
+    return bytes + mediaInputTokens(model, req.json);
   }
   return bytes;
 }

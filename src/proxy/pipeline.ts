@@ -208,7 +208,8 @@ function refuse(
   started: number,
   req?: ParsedRequest,
 ): void {
-  sendError(call.res, error);
+  // The id names the refusal's row in the request log.
+  sendError(call.res, error, { 'x-request-id': call.requestId });
   deps.meter.logRefusal(call.account, refusal(call, error, started, req));
 }
 

@@ -11,6 +11,8 @@ let gw: TestGateway;
 let alpha: string;
 let alphaKid: string;
 let beta: string;
+/** The id the refused request's answer carried. */
+let refusedId: string;
 
 interface Row {
   request_id: string;
@@ -71,6 +73,7 @@ beforeAll(async () => {
   await call(gw, '/x-users/alphakid', { method: 'PUT', key: alpha, body: { AllowModels: ['gpt-4o-mini'] } });
   const refused = await call(gw, '/v1/chat/completions', { key: alphaKid, body: chat('gpt-4o') });
   expect(refused.status).toBe(403);
+  refusedId = refused.headers.get('x-request-id') ?? '';
 });
 afterAll(async () => {
   await gw.stop();
@@ -121,7 +124,9 @@ describe('rows', () => {
   it('logs a refused request with its error code, charges nothing and keeps it out of the daily totals', async () => {
     const { rows } = await logs(alphaKid, '?outcome=refused');
     expect(rows).toHaveLength(1);
+    expect(refusedId).toMatch(/^req_/);
     expect(rows[0]).toMatchObject({
+      request_id: refusedId,
       model: 'gpt-4o',
       outcome: 'refused',
       error_code: 'model_not_allowed',

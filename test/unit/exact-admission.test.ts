@@ -240,6 +240,23 @@ describe('non-text parts keep the cheap bound', () => {
     expect(exactPromptBound(CHAT, withImage)).toBeLessThan(promptBound(CHAT, withImage));
   });
 
+  it('the cheap bound of a body with media is its bytes plus the media estimate, with no tokenizer', () => {
+    // Text BPE is quadratic on (16 Ki of one letter): beside an image it still costs only its bytes.
+    for (const text of ['a'.repeat(16_000), english(3_000)]) {
+      const messages = [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text },
+            { type: 'image_url', image_url: { url: 'https://example.com/cat.png', detail: 'high' } },
+          ],
+        },
+      ];
+      const req = request({ model: 'gpt-4o', messages });
+      expect(promptBound(CHAT, req)).toBe((req.body?.length ?? 0) + 85 + 4 * 170);
+    }
+  });
+
   it('other endpoints and bodies above the size cap are not counted (the cheap bound stands)', () => {
     const json = { model: 'gpt-4o', input: english(1_000) };
     expect(exactPromptBound('/v1/responses', request(json))).toBeUndefined();
