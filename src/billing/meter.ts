@@ -58,6 +58,25 @@ export interface Ticket {
   readonly stream: boolean;
   readonly clientIp: string | null;
   settled: boolean;
+  /** Its link in the account's list of requests whose prompt is bounded by bytes (the Meter's own). */
+  loose?: LooseLink | undefined;
+}
+
+/**
+ * A ticket in its account's list of admitted requests whose reservation bounds the prompt by bytes
+ * (`tighten` lowers them). An intrusive list: a Map of tickets per account, set and deleted on every
+ * request, reallocated its table all the time and kept each request's objects alive into the old
+ * generation (twice the garbage-collection time under load).
+ */
+export interface LooseLink {
+  readonly ticket: Ticket;
+  readonly r: Pending;
+  prev: LooseLink | undefined;
+  next: LooseLink | undefined;
+}
+
+interface LooseList {
+  head: LooseLink | undefined;
 }
 
 /** How long one exchange took (request log); absent for work that is not one exchange. */
@@ -147,7 +166,7 @@ type MoneyShort = { error: GatewayError; topUp: Micros | undefined };
 const UNPRICED: Priced = { kind: 'free' };
 
 /** A request past its first gates, waiting for the rate limiter or more credit. */
-interface Pending {
+export interface Pending {
   readonly path: string;
   readonly req: ParsedRequest;
   readonly model: string;
@@ -171,7 +190,7 @@ export class Meter {
   private readonly purse: Purse;
   private readonly countPrompt: PromptCounter;
   /** Per account, the admitted requests in flight whose reservation bounds the prompt by bytes. */
-  private readonly loose = new WeakMap<Account, Map<Ticket, Pending>>();
+  private readonly loose = new WeakMap<Account, LooseList>();
 
   constructor(
     private readonly prices: PriceTable,
@@ -326,18 +345,18 @@ export class Meter {
    * `TIGHTEN_AT_ONCE` of them, the others are left for the next refusal. Whether `priced` fits.
    */
   private tighten(account: Account, priced: Priced, now: number): boolean {
-    const loose = this.loose.get(account);
+    const list = this.loose.get(account);
     let counted = 0;
-    if (loose !== undefined) {
-      for (const [ticket, r] of loose) {
-        if (counted++ === TIGHTEN_AT_ONCE || this.moneyRefusal(account, priced, now) === undefined) break;
-        loose.delete(ticket);
-        // A settled ticket here was let go elsewhere (the follower's drop): it holds nothing.
-        const reserve = ticket.settled ? undefined : this.exactReserve(account, r);
-        if (reserve === undefined || reserve >= ticket.reserved) continue;
-        account.reserved -= ticket.reserved - reserve;
-        ticket.reserved = reserve;
-      }
+    for (let link = list?.head; link !== undefined;) {
+      if (counted++ === TIGHTEN_AT_ONCE || this.moneyRefusal(account, priced, now) === undefined) break;
+      const { ticket, r, next } = link;
+      unlink(list, ticket);
+      link = next;
+      // Never a settled ticket: `settle` and `letGo` take theirs out of the list.
+      const reserve = this.exactReserve(account, r);
+      if (reserve === undefined || reserve >= ticket.reserved) continue;
+      account.reserved -= ticket.reserved - reserve;
+      ticket.reserved = reserve;
     }
     return this.moneyRefusal(account, priced, now) === undefined;
   }
@@ -432,12 +451,16 @@ export class Meter {
       stream: r.req.stream,
       clientIp: r.ip,
       settled: false,
+      loose: undefined,
     };
     // Its prompt is bounded by bytes: counted exactly if the account runs short (`tighten`).
     if (priced?.cheap !== undefined && !account.isRoot) {
-      let loose = this.loose.get(account);
-      if (loose === undefined) this.loose.set(account, (loose = new Map()));
-      loose.set(ticket, r);
+      let list = this.loose.get(account);
+      if (list === undefined) this.loose.set(account, (list = { head: undefined }));
+      const link: LooseLink = { ticket, r, prev: undefined, next: list.head };
+      if (list.head !== undefined) list.head.prev = link;
+      list.head = link;
+      ticket.loose = link;
     }
     return { ok: true, headers, ticket };
   }
@@ -461,6 +484,7 @@ export class Meter {
       stream: false,
       clientIp: spec.clientIp ?? null,
       settled: false,
+      loose: undefined,
     };
   }
 
@@ -481,6 +505,17 @@ export class Meter {
   }
 
   /**
+   * Lets go of a ticket's reservation without a charge or a usage record (several instances: the
+   * work it paid for was taken over by another instance, which bills it).
+   */
+  letGo(ticket: Ticket): void {
+    if (ticket.settled) return;
+    ticket.settled = true;
+    ticket.account.reserved -= ticket.reserved;
+    if (ticket.loose !== undefined) unlink(this.loose.get(ticket.account), ticket);
+  }
+
+  /**
    * Settles a ticket exactly once: charge what was delivered, release the rest, queue the writes
    * and record the settlement in the journal (see `durable`).
    */
@@ -489,7 +524,7 @@ export class Meter {
     ticket.settled = true;
     const account = ticket.account;
     account.reserved -= ticket.reserved;
-    this.loose.get(account)?.delete(ticket);
+    if (ticket.loose !== undefined) unlink(this.loose.get(account), ticket);
     const now = this.clock();
     this.rollWindows(account, now);
 
@@ -729,4 +764,15 @@ function shortfallError(error: GatewayError, shortfall: Shortfall | undefined): 
   if (shortfall === 'hard-limit') return new GatewayError('hard_limit_reached');
   if (shortfall === 'store') return new GatewayError('store_unavailable');
   return error;
+}
+
+/** Takes `ticket` out of its account's list of loosely bounded requests (if it is in it). */
+function unlink(list: LooseList | undefined, ticket: Ticket): void {
+  const link = ticket.loose;
+  if (link === undefined || list === undefined) return;
+  ticket.loose = undefined;
+  if (link.prev !== undefined) link.prev.next = link.next;
+  else if (list.head === link) list.head = link.next;
+  if (link.next !== undefined) link.next.prev = link.prev;
+  link.prev = link.next = undefined;
 }

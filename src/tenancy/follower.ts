@@ -199,11 +199,7 @@ export class Follower {
     const item = this.open.get(id);
     if (item === undefined) return;
     this.open.delete(id);
-    const ticket = item.ticket;
-    if (!ticket.settled) {
-      ticket.settled = true;
-      ticket.account.reserved -= ticket.reserved;
-    }
+    this.deps.meter.letGo(item.ticket);
     const f = item.rec.follow;
     if (f?.state === 'open') item.rec.follow = { ...f, owner };
     this.deps.log.warn({ object: id, owner }, 'another instance follows this object now: let it go');

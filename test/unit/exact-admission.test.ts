@@ -344,10 +344,12 @@ describe('many requests in flight on a small balance', () => {
     const a = account(2_000_000);
     const tickets: Ticket[] = [];
     for (let i = 0; i < 25; i++) tickets.push(ticketOf(admit(m, a, req)));
-    // What the follower's drop does: the ticket counts as settled and its reservation is released.
+    // What the follower's drop does: the reservation is let go, with no charge and no record.
     const dropped = tickets[0] as Ticket;
-    dropped.settled = true;
-    a.reserved -= dropped.reserved;
+    m.letGo(dropped);
+    expect(dropped.settled).toBe(true);
+    m.letGo(dropped);
+    expect(a.reserved).toBe(24 * cheap);
     tickets.push(ticketOf(admit(m, a, req)));
     expect(tickets[tickets.length - 1]!.reserved).toBe(cheap);
     expect(s.calls).toBe(0);
@@ -365,6 +367,33 @@ describe('many requests in flight on a small balance', () => {
     const inFlight = tickets.filter((t) => t !== dropped);
     expect(inFlight.filter((t) => t.reserved === exact).length).toBeGreaterThan(0);
     expect(a.reserved).toBe(inFlight.reduce((sum, t) => sum + t.reserved, 0) + last.reserved);
+  });
+
+  it('a request that ended is out of the list: a later refusal counts only what is in flight', () => {
+    const s = spy();
+    const m = meter(s.count);
+    const a = account(2_000_000);
+    const tickets: Ticket[] = [];
+    for (let i = 0; i < 25; i++) tickets.push(ticketOf(admit(m, a, req)));
+    expect(s.calls).toBe(0);
+    // All but the newest end without usage (the client left): nothing charged for the prompt.
+    for (const t of tickets.slice(0, -1)) {
+      m.settle(t, { kind: 'failed', status: 499, outcome: 'client-gone', attempts: 1 });
+    }
+    expect(a.reserved).toBe(cheap);
+    // Fill the balance with requests in flight again until one is refused for money: the counts
+    // go to those in flight and to the new ones, never to the 24 that ended.
+    const before = s.calls;
+    const more: Ticket[] = [];
+    for (let i = 0; i < 600; i++) {
+      const r = admit(m, a, req);
+      if (r instanceof Promise || !r.ok) break;
+      more.push(r.ticket);
+    }
+    const inFlight = [tickets[tickets.length - 1]!, ...more];
+    expect(s.calls - before).toBeLessThanOrEqual(inFlight.length + 1);
+    expect(a.reserved).toBe(inFlight.reduce((sum, t) => sum + t.reserved, 0));
+    for (const t of tickets.slice(0, -1)) expect(t.loose).toBeUndefined();
   });
 
   it('settling them all charges each its usage, never below zero, and frees every reservation', () => {
