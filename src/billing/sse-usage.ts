@@ -13,10 +13,15 @@
  *
  * Performance: the common path per chunk is one or two native `Buffer` searches for `usage"` plus a
  * few byte comparisons (event boundary, trailing `[DONE]`), no string conversion and no
- * JSON.parse; a chunk that ends on an event
- * boundary is returned as the very same Buffer. Delivered bytes are kept as zero-copy views (at
- * most `maxKeptBytes`, beyond which they are compacted into text) and parsed only in `finish()`,
- * and only when usage never arrived.
+ * JSON.parse; a chunk that ends on an event boundary is returned as the very same Buffer.
+ *
+ * Memory: until usage arrives, delivered events are copied into a small window of the tracker's
+ * own (`maxKeptBytes`, 512 bytes, two or three events) and, each time it fills, parsed into the
+ * text they carry, a few bytes per event. Every event is parsed once either way; the window only
+ * saves a string conversion per event. Views of the upstream chunks instead pinned every chunk of the stream (each a
+ * buffer of its own, about 300 bytes of overhead beside its data) for as long as the stream ran:
+ * most of the gateway's memory per concurrent stream, and without bound for long answers.
+ * A stream that gets its usage before the window fills (most) never parses anything.
  *
  * Supported framing: `\n` and `\r\n` line endings (mixed too); bare `\r` line endings are not.
  * Never throws on garbage: non-JSON data lines are forwarded and ignored.
@@ -26,7 +31,7 @@ import { usageFromOpenAI, type Usage } from './cost.js';
 export interface SseUsageTrackerOptions {
   /** True when the gateway added `stream_options.include_usage` and the client did not ask for it. */
   readonly stripUsageChunk: boolean;
-  /** Bytes of delivered events kept for the no-usage fallback before compacting them to text. */
+  /** Bytes of delivered events kept for the no-usage fallback before they are parsed into text. */
   readonly maxKeptBytes?: number;
   /**
    * An incomplete event larger than this is forwarded anyway (unscanned) rather than buffered
@@ -68,7 +73,7 @@ const EMPTY = Buffer.alloc(0);
 // Remainders up to this many bytes are searched in JS rather than with a native call.
 const SHORT_SCAN = 32;
 
-const DEFAULT_MAX_KEPT_BYTES = 4 * 1024 * 1024;
+const DEFAULT_MAX_KEPT_BYTES = 512;
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
 
 export class SseUsageTracker {
@@ -89,9 +94,12 @@ export class SseUsageTracker {
   private lastWasDone = false;
   // A terminal responses-API event (`response.completed` / `response.incomplete`) was seen.
   private sawTerminal = false;
-  private kept: Buffer[] = [];
+  // Delivered events not parsed yet: a window of the tracker's own, allocated on first use.
+  private kept: Buffer = EMPTY;
   private keptBytes = 0;
   private readonly textParts: string[] = [];
+  // Text of the events parsed so far, beyond `textParts`.
+  private text = '';
 
   constructor(options: SseUsageTrackerOptions) {
     this.strip = options.stripUsageChunk;
@@ -138,9 +146,9 @@ export class SseUsageTracker {
     let deliveredText = '';
     if (this.usage === undefined) {
       this.compact();
-      deliveredText = this.textParts.join('');
+      deliveredText = this.text + this.textParts.join('');
     }
-    this.kept = [];
+    this.kept = EMPTY;
     this.keptBytes = 0;
     return {
       ...(this.usage !== undefined && { usage: this.usage }),
@@ -216,8 +224,8 @@ export class SseUsageTracker {
       pos = findUsageKey(region, next);
     }
     if (this.usage === undefined) this.keep(out);
-    else if (this.keptBytes > 0) {
-      this.kept = [];
+    else if (this.kept !== EMPTY) {
+      this.kept = EMPTY;
       this.keptBytes = 0;
     }
     return out;
@@ -238,21 +246,34 @@ export class SseUsageTracker {
     return this.strip && Array.isArray(choices) && choices.length === 0;
   }
 
+  /** Copies complete events into the window, parsing it into text first when they do not fit. */
   private keep(region: Buffer): void {
     if (region.length === 0) return;
-    if (this.keptBytes + region.length > this.maxKeptBytes) this.compact();
-    this.kept.push(region);
-    this.keptBytes += region.length;
+    if (this.keptBytes + region.length > this.maxKeptBytes) {
+      this.compact();
+      // Larger than the whole window: parsed at once, never copied.
+      if (region.length > this.maxKeptBytes) return this.collect(region.toString('utf8'));
+    }
+    // Below 4 KiB, allocUnsafe slices Node's shared pool: a few windows share one allocation.
+    if (this.kept === EMPTY) this.kept = Buffer.allocUnsafe(this.maxKeptBytes);
+    this.keptBytes += region.copy(this.kept, this.keptBytes);
   }
 
-  /** Parses the kept events into delivered text and drops the bytes. */
+  /** Parses the kept events into delivered text and empties the window (kept for reuse). */
   private compact(): void {
-    if (this.kept.length === 0) return;
-    const text = (this.kept.length === 1 ? (this.kept[0] ?? EMPTY) : Buffer.concat(this.kept)).toString(
-      'utf8',
-    );
-    this.kept = [];
+    if (this.keptBytes === 0) return;
+    const text = this.kept.toString('utf8', 0, this.keptBytes);
     this.keptBytes = 0;
+    this.collect(text);
+    // A few characters per event, a string each: joined every few events (one rope node each time).
+    if (this.textParts.length > 16) {
+      this.text += this.textParts.join('');
+      this.textParts.length = 0;
+    }
+  }
+
+  /** Appends the client-visible text of complete events. */
+  private collect(text: string): void {
     for (const payload of dataPayloads(text)) {
       if (payload.charCodeAt(0) !== LBRACE) continue;
       let obj: unknown;

@@ -132,6 +132,9 @@ class Attempt implements Dispatcher.DispatchHandler {
     statusCode: number,
     headers: UpstreamHeaders,
   ): void {
+    // undici keeps the raw header buffers on the controller for the whole response (a dozen small
+    // buffers, ~3 kB per stream in flight); the parsed `headers` are all the gateway reads.
+    controller.rawHeaders = null;
     // 1xx informational heads are not the response.
     if (statusCode < 200) return;
     const body = new UpstreamBody(controller);

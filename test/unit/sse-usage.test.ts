@@ -226,6 +226,36 @@ describe('SseUsageTracker delivered text (no usage)', () => {
     expect(fin.deliveredText).toBe(Array.from({ length: 200 }, (_, i) => `t${i} `).join(''));
   });
 
+  it('collects the text of a long stream fed one event at a time through its small window', () => {
+    // Hundreds of window fills and joins, multi-byte text, and events larger than the whole window
+    // (a tool call's arguments) in between.
+    const texts = Array.from({ length: 1_500 }, (_, i) =>
+      i % 97 === 0 ? `${'ß→'.repeat(400)}${i}` : `w${i}é `,
+    );
+    const t = new SseUsageTracker({ stripUsageChunk: true });
+    const forwarded: Buffer[] = [];
+    const input: Buffer[] = [];
+    for (const text of texts) {
+      const chunk = Buffer.from(contentEvent(text));
+      input.push(chunk);
+      forwarded.push(Buffer.from(t.push(chunk)));
+    }
+    const fin = t.finish();
+    expect(fin.usage).toBeUndefined();
+    expect(fin.deliveredText).toBe(texts.join(''));
+    expect(Buffer.concat([...forwarded, fin.tail]).equals(Buffer.concat(input))).toBe(true);
+  });
+
+  it('keeps nothing once usage arrived, and parses nothing of a short stream that has it', () => {
+    const t = new SseUsageTracker({ stripUsageChunk: true });
+    for (let i = 0; i < 3; i++) t.push(Buffer.from(contentEvent(`x${i}`)));
+    t.push(Buffer.from(usageEvent()));
+    t.push(Buffer.from(doneEvent()));
+    const fin = t.finish();
+    expect(fin.usage).toEqual(EXPECTED_USAGE);
+    expect(fin.deliveredText).toBe('');
+  });
+
   it('ignores garbage data lines and comments', () => {
     const input =
       ': keep-alive\n\n' + 'data: not json\n\n' + 'data: {broken\n\n' + contentEvent('ok') + 'data:\n\n';
