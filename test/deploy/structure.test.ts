@@ -57,6 +57,15 @@ afterAll(() => {
   for (const dir of temps) rmSync(dir, { recursive: true, force: true });
 });
 
+/** `npm start` as argv: `node [flags] dist/main.js`, the one start command the others copy. */
+function npmStartArgv(): string[] {
+  const pkg = JSON.parse(readRepoFile('package.json')) as { scripts: { start: string } };
+  const argv = pkg.scripts.start.trim().split(/\s+/);
+  expect(argv[0]).toBe('node');
+  expect(argv.at(-1)).toBe('dist/main.js');
+  return argv;
+}
+
 function stage(name: string): Stage {
   const found = dockerfile.stages.find((s) => s.name === name);
   if (found === undefined) throw new Error(`no stage ${name}`);
@@ -156,7 +165,8 @@ describe.runIf(TEST_STORE === 'sqlite')('deployment files', () => {
       expect(health.flags['interval']).toBeDefined();
       expect(health.flags['start-period']).toBeDefined();
       // Signals reach node (PID 1) directly: exec form, no shell, no npm in between.
-      expect(execForm(last(runtime, 'CMD') ?? '')).toEqual(['node', 'dist/main.js']);
+      // ... with the flags of `npm start` (the benchmark starts the gateway with them too).
+      expect(execForm(last(runtime, 'CMD') ?? '')).toEqual(npmStartArgv());
       expect(runtime.instructions.some((i) => i.keyword === 'ENTRYPOINT')).toBe(false);
       const main = (JSON.parse(readRepoFile('package.json')) as { main: string }).main;
       expect(main).toBe('dist/main.js');
@@ -528,7 +538,8 @@ describe.runIf(TEST_STORE === 'sqlite')('deployment files', () => {
     it('runs node dist/main.js as a dedicated user with an EnvironmentFile, and drains on stop', () => {
       expect(one('User')).toBe('proxyxai');
       expect(one('EnvironmentFile')).toMatch(/^-?\/etc\/proxyxai\/proxyxai\.env$/);
-      expect(one('ExecStart')).toMatch(/\/node dist\/main\.js$/);
+      expect(one('ExecStart')?.split(/\s+/).slice(1)).toEqual(npmStartArgv().slice(1));
+      expect(one('ExecStart')).toMatch(/^\/\S*\/node /);
       expect(one('Restart')).toBe('on-failure');
       expect(one('KillSignal')).toBe('SIGTERM');
       const drain = loadConfig({}).drainTimeoutMs;
