@@ -138,7 +138,7 @@ async function main(): Promise<boolean> {
   try {
     if (plan.phases.has('main')) await mainPhase(res, mockUrl, refJs, work);
     if (plan.phases.has('scale')) await scalePhase(res, mockUrl, work);
-    if (plan.phases.has('many')) await manyStreamsPhase(res, mockUrl, work);
+    if (plan.phases.has('many')) await manyStreamsPhase(res, mockUrl, refJs, work);
     if (plan.phases.has('shared')) await sharedPhase(res, mockUrl, refJs, work);
   } catch (err: unknown) {
     if (interrupted()) return new Promise<boolean>(() => undefined);

@@ -88,6 +88,8 @@ export interface Results {
   summary?: Summary;
   scale?: ScaleConfig[];
   manyStreams?: ManyStreams;
+  /** The same streams through the reference proxy (absent in results written before it was measured). */
+  manyStreamsReference?: ManyStreams;
   /** The shared-mode phase (PostgreSQL + Redis), skipped with a reason when they are missing. */
   shared?: SharedResults;
   targets?: Target[];
@@ -322,6 +324,18 @@ export function evaluateTargets(res: Results): Target[] {
         m.errors === 0 && m.peakConcurrent >= m.requested * 0.95,
       ),
     );
+    const r = res.manyStreamsReference;
+    if (r !== undefined) {
+      const ratio = m.kbPerStream / r.kbPerStream;
+      out.push(
+        t(
+          'Memory per concurrent stream',
+          '≤ 1.2× reference',
+          `${round(ratio, 2)}× (${fmt(m.kbPerStream, 1)} vs ${fmt(r.kbPerStream, 1)} kB)`,
+          fin(ratio) && ratio <= 1.2,
+        ),
+      );
+    }
   }
   out.push(...sharedTargets(res.shared));
   return out;
@@ -392,13 +406,22 @@ export function renderMarkdown(res: Results, jsonPath: string): string {
   }
   const m = res.manyStreams;
   if (m !== undefined) {
-    L.push('', '### Many concurrent streams (gateway)', '');
+    const r = res.manyStreamsReference;
     L.push(
-      `${m.requested.toLocaleString('en-US')} streams of ${m.chunks} chunks ${m.intervalMs} ms apart, one connection each, opened at ${m.openPerSecond}/s: ` +
-        `${m.ok} ok, ${m.errors} errors${m.errors > 0 ? ` (${JSON.stringify(m.errorKinds)})` : ''}, peak ${m.peakConcurrent} concurrent, ` +
-        `TTFT p50 ${fmt(m.ttftP50Ms, 1)} ms / p99 ${fmt(m.ttftP99Ms, 1)} ms. Gateway RSS ${fmt(m.rssBeforeKb / 1024, 1)} MB before, ` +
-        `${fmt(m.rssPeakKb / 1024, 1)} MB peak, ${fmt(m.rssAfterKb / 1024, 1)} MB after → ≈ ${fmt(m.kbPerStream, 1)} kB per stream.`,
+      '',
+      `### Many concurrent streams (${r === undefined ? 'gateway' : 'reference, then gateway'})`,
+      '',
     );
+    const line = (who: string, x: ManyStreams): string =>
+      `${who}: ${x.ok} ok, ${x.errors} errors${x.errors > 0 ? ` (${JSON.stringify(x.errorKinds)})` : ''}, peak ${x.peakConcurrent} concurrent, ` +
+      `TTFT p50 ${fmt(x.ttftP50Ms, 1)} ms / p99 ${fmt(x.ttftP99Ms, 1)} ms, RSS ${fmt(x.rssBeforeKb / 1024, 1)} MB before, ` +
+      `${fmt(x.rssPeakKb / 1024, 1)} MB peak, ${fmt(x.rssAfterKb / 1024, 1)} MB after → ≈ ${fmt(x.kbPerStream, 1)} kB per stream.`;
+    L.push(
+      `${m.requested.toLocaleString('en-US')} streams of ${m.chunks} chunks ${m.intervalMs} ms apart, one connection each, opened at ${m.openPerSecond}/s.`,
+      '',
+    );
+    if (r !== undefined) L.push(`- ${line('Reference proxy', r)}`);
+    L.push(`- ${line('Gateway', m)}`);
   }
   L.push(...renderShared(res.shared));
   return L.join('\n');

@@ -1,11 +1,13 @@
 /**
- * Gateway-only phases.
+ * The phases after the head-to-head rounds.
  * - Scale: four gateways — small (10 pool keys, 100 sub-accounts), many keys (10,000), many
  *   accounts (100,000) and large (both) — measured in turn at 64 connections: per-request cost
  *   should not depend on the size of the pool or of the account tree.
- * - Many streams: ~10,000 slow streams at once, each on its own connection; errors, peak
- *   concurrency and the gateway's memory before, during and after.
+ * - Many streams: ~10,000 slow streams at once, each on its own connection, through the reference
+ *   proxy and then the gateway; errors, peak concurrency and each one's memory before, during and
+ *   after.
  */
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CPU_PROXY, log, plan } from './context.js';
 import {
@@ -19,7 +21,17 @@ import {
   type Gateway,
 } from './gateway.js';
 import { jsonLoad, manyStreams, streamBatch, type Target } from './load.js';
-import { memInfo, openFileLimit, quietly, sleep, tempDir } from './procs.js';
+import {
+  freePort,
+  memInfo,
+  openFileLimit,
+  quietly,
+  sleep,
+  startNode,
+  stopProc,
+  tempDir,
+  waitReady,
+} from './procs.js';
 import type { ManyStreams, Results, ScaleConfig } from './results.js';
 import { round } from './stats.js';
 
@@ -96,8 +108,13 @@ export async function scalePhase(res: Results, mockUrl: string, logDir: string):
   for (const s of all) await stopGateway(s.gw);
 }
 
-export async function manyStreamsPhase(res: Results, mockUrl: string, logDir: string): Promise<void> {
-  // Each stream holds two sockets in the gateway (client side and upstream side).
+export async function manyStreamsPhase(
+  res: Results,
+  mockUrl: string,
+  refJs: string,
+  logDir: string,
+): Promise<void> {
+  // Each stream holds two sockets in the proxy (client side and upstream side).
   const fdLimit = openFileLimit(process.pid);
   const fit = Math.floor((fdLimit - 256) / 2);
   const count = Math.min(plan.many.count, fit);
@@ -109,6 +126,26 @@ export async function manyStreamsPhase(res: Results, mockUrl: string, logDir: st
     res.notes.push(`Many-streams test ${note}.`);
     log(`many streams: ${note}`);
   }
+  const common = { targetCount: plan.many.count, fdLimit, note };
+
+  // The reference first, in a process of its own, then the gateway: the same streams through each.
+  const refPort = await freePort();
+  const ref = startNode({
+    name: 'reference-streams',
+    args: [refJs],
+    env: { PORT: String(refPort), UPSTREAM: mockUrl, UPSTREAM_KEY: 'sk-reference-upstream' },
+    cpu: CPU_PROXY,
+    logFile: join(logDir, 'reference-streams.log'),
+  });
+  const refUrl = `http://127.0.0.1:${refPort}`;
+  await waitReady(ref, `${refUrl}/healthz`);
+  try {
+    const target: Target = { name: 'reference', url: refUrl, key: 'sk-reference', pid: ref.pid };
+    res.manyStreamsReference = { ...(await measureMany(target, count)), ...common };
+  } finally {
+    await stopProc(ref);
+  }
+
   const gw = await startGateway({
     name: 'gateway-streams',
     dataDir: tempDir('proxyxai-bench-streams-'),
@@ -116,18 +153,31 @@ export async function manyStreamsPhase(res: Results, mockUrl: string, logDir: st
     cpu: CPU_PROXY,
     logDir,
   });
-  const sub = await createSubAccount(gw, 'benchstreams');
-  const target: Target = { name: 'gateway', url: gw.url, key: sub.key, pid: gw.proc.pid };
+  try {
+    const sub = await createSubAccount(gw, 'benchstreams');
+    const target: Target = { name: 'gateway', url: gw.url, key: sub.key, pid: gw.proc.pid };
+    res.manyStreams = { ...(await measureMany(target, count)), ...common };
+  } finally {
+    await stopGateway(gw);
+  }
+}
+
+/** `count` paced streams through one proxy, its RSS sampled before, during and after. */
+async function measureMany(
+  target: Target,
+  count: number,
+): Promise<Omit<ManyStreams, 'targetCount' | 'fdLimit' | 'note'>> {
+  const pid = target.pid ?? 0;
   await streamBatch(target, 50, 10, { chunks: 5, intervalMs: 0 });
   await sleep(plan.pauseMs);
-  const before = memInfo(gw.proc.pid).rssKb;
+  const before = memInfo(pid).rssKb;
   let peak = before;
   const sampler = setInterval(() => {
-    peak = Math.max(peak, memInfo(gw.proc.pid).rssKb);
+    peak = Math.max(peak, memInfo(pid).rssKb);
   }, 200);
   const openPerSecond = Math.round((plan.many.batch * 1000) / plan.many.tickMs);
   log(
-    `many streams: opening ${count} streams (${openPerSecond}/s) of ${plan.many.chunks} chunks ${plan.many.intervalMs} ms apart`,
+    `many streams (${target.name}): opening ${count} streams (${openPerSecond}/s) of ${plan.many.chunks} chunks ${plan.many.intervalMs} ms apart`,
   );
   let r;
   try {
@@ -135,27 +185,23 @@ export async function manyStreamsPhase(res: Results, mockUrl: string, logDir: st
   } finally {
     clearInterval(sampler);
   }
-  peak = Math.max(peak, memInfo(gw.proc.pid).rssKb);
+  peak = Math.max(peak, memInfo(pid).rssKb);
   await sleep(3_000);
-  const after = memInfo(gw.proc.pid).rssKb;
-  const m: ManyStreams = {
+  const after = memInfo(pid).rssKb;
+  const m = {
     ...r,
-    targetCount: plan.many.count,
     chunks: plan.many.chunks,
     intervalMs: plan.many.intervalMs,
     openPerSecond,
-    fdLimit,
-    note,
     rssBeforeKb: before,
     rssPeakKb: peak,
     rssAfterKb: after,
     kbPerStream: (peak - before) / Math.max(1, r.peakConcurrent),
   };
-  res.manyStreams = m;
   log(
-    `many streams: ${m.ok}/${m.requested} ok, ${m.errors} errors ${JSON.stringify(m.errorKinds)}, peak ${m.peakConcurrent} ` +
+    `many streams (${target.name}): ${m.ok}/${m.requested} ok, ${m.errors} errors ${JSON.stringify(m.errorKinds)}, peak ${m.peakConcurrent} ` +
       `concurrent, RSS ${round(before / 1024, 1)} → ${round(peak / 1024, 1)} → ${round(after / 1024, 1)} MB ` +
       `(${round(m.kbPerStream, 1)} kB/stream), ${round(m.durationS, 1)} s`,
   );
-  await stopGateway(gw);
+  return m;
 }
