@@ -1,0 +1,227 @@
+/**
+ * A million sub-accounts (`npm run bench:accounts`; issue 15, point 4): what the gateway costs with
+ * ACCOUNTS sub-accounts in its embedded store (default 1,000,000) against 100.
+ *
+ * 1. Two stores, `small` (100 sub-accounts) and `large` (ACCOUNTS): the benchmark's funded
+ *    sub-account made through POST /x-users, the rest filler rows inserted straight into SQLite
+ *    (random key hashes: they never authenticate).
+ * 2. Each gateway starts (`npm start`'s flags, pinned like in `npm run bench`): the time from spawn
+ *    to an answering /healthz (it listens once the store is loaded), its RSS and V8 heap then.
+ * 3. JSON load at 64 connections with the funded sub-account's key, ROUNDS rounds of DURATION s,
+ *    `small` and `large` back to back (order alternating): CPU per request of each, paired.
+ * 4. A flood of FLOOD requests with random keys, 64 at a time: refusals per second and the gateway's
+ *    CPU per refusal.
+ *
+ * The targets of point 4 are printed beside the figures: ready in ≤ 10 s with RSS ≤ 250 MB, CPU per
+ * request with `large` ≤ 1.1× `small`. Results go to bench/results/<date>-accounts.json.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { CPU_LOAD, CPU_PROXY, log } from './lib/context.js';
+import {
+  createSubAccount,
+  heapStats,
+  insertFillerAccounts,
+  REPO_ROOT,
+  startGateway,
+  stopGateway,
+  storedCounts,
+  type Gateway,
+} from './lib/gateway.js';
+import { JSON_BODY, jsonLoad, type Target } from './lib/load.js';
+import {
+  cpuMicros,
+  freePort,
+  installCleanup,
+  memInfo,
+  startNode,
+  stopProc,
+  tempDir,
+  transpileScript,
+  waitReady,
+} from './lib/procs.js';
+import { median, round } from './lib/stats.js';
+
+const ACCOUNTS = Number(process.env['ACCOUNTS'] ?? 1_000_000);
+const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
+const DURATION = Number(process.env['DURATION'] ?? 8);
+const FLOOD = Number(process.env['FLOOD'] ?? 20_000);
+
+interface Sized {
+  readonly label: string;
+  readonly accounts: number;
+  readonly fillS: number;
+  readonly readyS: number;
+  readonly rssKb: number;
+  readonly heapUsedMB: number;
+  readonly gw: Gateway;
+  readonly target: Target;
+  readonly cpuUsPerReq: number[];
+  readonly rps: number[];
+  flood?: { perSecond: number; cpuUsPerRefusal: number; statuses: Record<string, number> };
+}
+
+async function setUp(label: string, accounts: number, mockUrl: string, logDir: string): Promise<Sized> {
+  const dataDir = tempDir(`proxyxai-accounts-${label}-`);
+  const base = { dataDir, mockUrl, cpu: CPU_PROXY, logDir };
+  const setup = await startGateway({ ...base, name: `gateway-${label}-setup` });
+  const sub = await createSubAccount(setup, `bench${label}`);
+  await stopGateway(setup);
+  const t0 = performance.now();
+  insertFillerAccounts(dataDir, accounts - 1);
+  const fillS = (performance.now() - t0) / 1000;
+  const stored = storedCounts(dataDir).accounts - 1;
+  const t1 = performance.now();
+  const gw = await startGateway({ ...base, name: `gateway-${label}` });
+  const readyS = (performance.now() - t1) / 1000;
+  const rssKb = memInfo(gw.proc.pid).rssKb;
+  const heap = await heapStats(gw);
+  log(
+    `${label}: ${stored.toLocaleString('en-US')} sub-accounts (filled in ${round(fillS, 1)} s), ready in ` +
+      `${round(readyS, 2)} s, RSS ${round(rssKb / 1024, 1)} MB, heap used ${round(heap.heapUsedMB, 1)} MB`,
+  );
+  return {
+    label,
+    accounts: stored,
+    fillS,
+    readyS,
+    rssKb,
+    heapUsedMB: heap.heapUsedMB,
+    gw,
+    target: { name: label, url: gw.url, key: sub.key, pid: gw.proc.pid },
+    cpuUsPerReq: [],
+    rps: [],
+  };
+}
+
+/** FLOOD chat requests with random keys, 64 at a time: the refusals per second and their CPU. */
+async function flood(s: Sized): Promise<NonNullable<Sized['flood']>> {
+  const pid = s.gw.proc.pid;
+  const statuses: Record<string, number> = {};
+  let next = 0;
+  const cpu0 = cpuMicros(pid);
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < FLOOD) {
+      next++;
+      const key = `sk-Xvs${randomBytes(33).toString('base64url').slice(0, 45)}`;
+      const res = await fetch(`${s.gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON_BODY,
+      });
+      await res.arrayBuffer();
+      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, worker));
+  const seconds = (performance.now() - t0) / 1000;
+  return { perSecond: FLOOD / seconds, cpuUsPerRefusal: (cpuMicros(pid) - cpu0) / FLOOD, statuses };
+}
+
+async function main(): Promise<void> {
+  installCleanup();
+  const work = tempDir('proxyxai-accounts-bench-');
+  const logDir = join(work, 'logs');
+  mkdirSync(logDir);
+  const mockJs = transpileScript(join(REPO_ROOT, 'bench/mock-upstream.ts'), work);
+  const mockPort = await freePort();
+  const mock = startNode({
+    name: 'mock',
+    args: [mockJs],
+    env: { PORT: String(mockPort) },
+    cpu: CPU_LOAD,
+    logFile: join(logDir, 'mock.log'),
+  });
+  const mockUrl = `http://127.0.0.1:${mockPort}`;
+  await waitReady(mock, `${mockUrl}/healthz`);
+
+  const small = await setUp('small', 100, mockUrl, logDir);
+  const large = await setUp('large', ACCOUNTS, mockUrl, logDir);
+  for (const s of [small, large]) await jsonLoad(s.target, 64, 3);
+  const pairs: number[] = [];
+  for (let r = 1; r <= ROUNDS; r++) {
+    const order = r % 2 === 1 ? [small, large] : [large, small];
+    for (const s of order) {
+      const j = await jsonLoad(s.target, 64, DURATION);
+      s.cpuUsPerReq.push(j.cpuUsPerReq);
+      s.rps.push(j.rps);
+      log(`round ${r} ${s.label}: ${round(j.rps, 0)} req/s, ${round(j.cpuUsPerReq, 1)} µs CPU/req`);
+    }
+    pairs.push((large.cpuUsPerReq[r - 1] ?? Number.NaN) / (small.cpuUsPerReq[r - 1] ?? Number.NaN));
+  }
+  for (const s of [small, large]) {
+    s.flood = await flood(s);
+    log(
+      `${s.label} flood of random keys: ${round(s.flood.perSecond, 0)} refusals/s, ` +
+        `${round(s.flood.cpuUsPerRefusal, 1)} µs CPU each, statuses ${JSON.stringify(s.flood.statuses)}`,
+    );
+  }
+  const afterKb = memInfo(large.gw.proc.pid).rssKb;
+  for (const s of [small, large]) await stopGateway(s.gw);
+  await stopProc(mock);
+
+  const cpuRatio = median(pairs);
+  const rows = [small, large].map((s) => ({
+    label: s.label,
+    accounts: s.accounts,
+    fillS: round(s.fillS, 1),
+    readyS: round(s.readyS, 2),
+    rssMB: round(s.rssKb / 1024, 1),
+    heapUsedMB: round(s.heapUsedMB, 1),
+    rps: round(median(s.rps), 0),
+    cpuUsPerReq: s.cpuUsPerReq.map((x) => round(x, 1)),
+    flood: s.flood,
+  }));
+  const targets = {
+    readyS: { goal: '≤ 10', measured: round(large.readyS, 2), pass: large.readyS <= 10 },
+    rssMB: { goal: '≤ 250', measured: round(large.rssKb / 1024, 1), pass: large.rssKb / 1024 <= 250 },
+    cpuRatio: {
+      goal: '≤ 1.1',
+      measured: round(cpuRatio, 2),
+      perRound: pairs.map((p) => round(p, 2)),
+      pass: cpuRatio <= 1.1,
+    },
+  };
+  const out = {
+    date: new Date().toISOString(),
+    node: process.version,
+    accounts: ACCOUNTS,
+    rounds: ROUNDS,
+    durationS: DURATION,
+    flood: FLOOD,
+    rows,
+    largeRssAfterLoadMB: round(afterKb / 1024, 1),
+    targets,
+  };
+  const file = join(REPO_ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-accounts.json`);
+  writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(
+    [
+      '',
+      '| Store | Sub-accounts | Ready (s) | RSS after start (MB) | Heap used (MB) | Requests/s | CPU µs/request (each round) | Random-key refusals/s | CPU µs/refusal |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
+      ...rows.map(
+        (r) =>
+          `| ${r.label} | ${r.accounts.toLocaleString('en-US')} | ${r.readyS} | ${r.rssMB} | ${r.heapUsedMB} | ${r.rps} | ` +
+          `${r.cpuUsPerReq.join(', ')} | ${round(r.flood?.perSecond ?? Number.NaN, 0)} | ${round(r.flood?.cpuUsPerRefusal ?? Number.NaN, 1)} |`,
+      ),
+      '',
+      `Targets (issue 15, point 4): ready ${targets.readyS.measured} s (${targets.readyS.goal}) ${targets.readyS.pass ? 'PASS' : 'FAIL'}; ` +
+        `RSS ${targets.rssMB.measured} MB (${targets.rssMB.goal}) ${targets.rssMB.pass ? 'PASS' : 'FAIL'}; ` +
+        `CPU per request large/small ${targets.cpuRatio.measured}× (${targets.cpuRatio.goal}; rounds ${targets.cpuRatio.perRound.join(', ')}) ${targets.cpuRatio.pass ? 'PASS' : 'FAIL'}.`,
+      `Results: ${file}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
