@@ -15,11 +15,12 @@
  * The targets of point 4 are printed beside the figures: ready in ≤ 10 s with RSS ≤ 250 MB, CPU per
  * request with `large` ≤ 1.1× `small`. Results go to bench/results/<date>-accounts.json.
  */
+import { startMock } from './lib/servers.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CPU_LOAD, CPU_PROXY, log } from './lib/context.js';
+import { CPU_PROXY, log } from './lib/context.js';
 import {
   createSubAccount,
   heapStats,
@@ -31,17 +32,7 @@ import {
   type Gateway,
 } from './lib/gateway.js';
 import { JSON_BODY, jsonLoad, type Target } from './lib/load.js';
-import {
-  cpuMicros,
-  freePort,
-  installCleanup,
-  memInfo,
-  startNode,
-  stopProc,
-  tempDir,
-  transpileScript,
-  waitReady,
-} from './lib/procs.js';
+import { cpuMicros, installCleanup, memInfo, stopProc, tempDir } from './lib/procs.js';
 import { median, round } from './lib/stats.js';
 
 const ACCOUNTS = Number(process.env['ACCOUNTS'] ?? 1_000_000);
@@ -126,17 +117,7 @@ async function main(): Promise<void> {
   const work = tempDir('proxyxai-accounts-bench-');
   const logDir = join(work, 'logs');
   mkdirSync(logDir);
-  const mockJs = transpileScript(join(REPO_ROOT, 'bench/mock-upstream.ts'), work);
-  const mockPort = await freePort();
-  const mock = startNode({
-    name: 'mock',
-    args: [mockJs],
-    env: { PORT: String(mockPort) },
-    cpu: CPU_LOAD,
-    logFile: join(logDir, 'mock.log'),
-  });
-  const mockUrl = `http://127.0.0.1:${mockPort}`;
-  await waitReady(mock, `${mockUrl}/healthz`);
+  const { proc: mock, url: mockUrl } = await startMock(work, logDir);
 
   const small = await setUp('small', 100, mockUrl, logDir);
   const large = await setUp('large', ACCOUNTS, mockUrl, logDir);

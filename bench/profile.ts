@@ -8,6 +8,7 @@
  *
  *   node --import tsx bench/profile.ts          (BENCH_DURATION=s, default 15; BENCH_SKIP_BUILD=1)
  */
+import { startMock } from './lib/servers.js';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,16 +16,7 @@ import { basename, join } from 'node:path';
 import { CPU_LOAD, CPU_PROXY, log } from './lib/context.js';
 import { createSubAccount, REPO_ROOT, startGateway, stopGateway } from './lib/gateway.js';
 import { jsonLoad, streamBurst, type Target } from './lib/load.js';
-import {
-  freePort,
-  installCleanup,
-  pinSelf,
-  startNode,
-  stopProc,
-  tempDir,
-  transpileScript,
-  waitReady,
-} from './lib/procs.js';
+import { installCleanup, pinSelf, stopProc, tempDir } from './lib/procs.js';
 import { round } from './lib/stats.js';
 import { summarizeProfile } from './profile-summary.js';
 
@@ -75,17 +67,7 @@ async function main(): Promise<void> {
   if (CPU_LOAD !== undefined) pinSelf(CPU_LOAD);
   const outDir = process.env['BENCH_PROFILE_DIR'] ?? mkdtempSync(join(tmpdir(), 'proxyxai-profiles-'));
   const work = tempDir('proxyxai-prof-');
-  const mockJs = transpileScript(join(REPO_ROOT, 'bench/mock-upstream.ts'), work);
-  const port = await freePort();
-  const mock = startNode({
-    name: 'mock',
-    args: [mockJs],
-    env: { PORT: String(port) },
-    cpu: CPU_LOAD,
-    logFile: join(work, 'mock.log'),
-  });
-  const mockUrl = `http://127.0.0.1:${port}`;
-  await waitReady(mock, `${mockUrl}/healthz`);
+  const { proc: mock, url: mockUrl } = await startMock(work);
   const date = new Date().toISOString().slice(0, 10);
   mkdirSync(join(REPO_ROOT, 'bench/results'), { recursive: true });
   for (const kind of ['json', 'stream'] as const) {

@@ -19,6 +19,7 @@
  * ("NAME=value,..." added to every gateway start), BENCH_POSTGRES (admin URL of the PostgreSQL server
  * of the shared phase, default postgres://postgres@127.0.0.1:5432/postgres; `off` skips it).
  */
+import { startMock, transpileReference } from './lib/servers.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -27,7 +28,6 @@ import { CPU_LOAD, CPU_PROXY, QUICK, log, plan } from './lib/context.js';
 import { GATEWAY_ROOT, REPO_ROOT } from './lib/gateway.js';
 import { mainPhase } from './lib/main-phase.js';
 import {
-  freePort,
   hasTaskset,
   installCleanup,
   interrupted,
@@ -35,11 +35,8 @@ import {
   openFileLimit,
   pinSelf,
   runAsyncCleanups,
-  startNode,
   stopProc,
   tempDir,
-  transpileScript,
-  waitReady,
 } from './lib/procs.js';
 import {
   evaluateTargets,
@@ -121,18 +118,8 @@ async function main(): Promise<boolean> {
 
   const work = tempDir('proxyxai-bench-');
   // The mock and the reference proxy run as plain JS (no loader in the measured process).
-  const mockJs = transpileScript(join(REPO_ROOT, 'bench/mock-upstream.ts'), work);
-  const refJs = transpileScript(join(REPO_ROOT, 'bench/reference-proxy.ts'), work);
-  const mockPort = await freePort();
-  const mock = startNode({
-    name: 'mock',
-    args: [mockJs],
-    env: { PORT: String(mockPort) },
-    cpu: CPU_LOAD,
-    logFile: join(work, 'mock.log'),
-  });
-  const mockUrl = `http://127.0.0.1:${mockPort}`;
-  await waitReady(mock, `${mockUrl}/healthz`);
+  const refJs = transpileReference(work);
+  const { proc: mock, url: mockUrl } = await startMock(work);
   log(`mock upstream pid ${mock.pid} on ${mockUrl}; logs in ${work}`);
 
   try {

@@ -4,7 +4,7 @@
  * JSON throughput at 64 connections, latency at 1 connection (also direct to the mock), paced
  * stream timings (also direct) and CPU per chunk over a burst of unpaced streams.
  */
-import { join } from 'node:path';
+import { startReference } from './servers.js';
 import { CPU_PROXY, log, plan } from './context.js';
 import { createSubAccount, heapStats, startGateway, stopGateway } from './gateway.js';
 import {
@@ -16,7 +16,7 @@ import {
   type JsonLoad,
   type Target,
 } from './load.js';
-import { freePort, memInfo, quietly, sleep, startNode, stopProc, tempDir, waitReady } from './procs.js';
+import { memInfo, quietly, sleep, stopProc, tempDir } from './procs.js';
 import type { PacedResult, Results, Round } from './results.js';
 import { median, round } from './stats.js';
 
@@ -55,16 +55,7 @@ export async function paced(target: Target): Promise<PacedResult> {
 }
 
 export async function mainPhase(res: Results, mockUrl: string, refJs: string, logDir: string): Promise<void> {
-  const refPort = await freePort();
-  const ref = startNode({
-    name: 'reference',
-    args: [refJs],
-    env: { PORT: String(refPort), UPSTREAM: mockUrl, UPSTREAM_KEY: 'sk-reference-upstream' },
-    cpu: CPU_PROXY,
-    logFile: join(logDir, 'reference.log'),
-  });
-  const refUrl = `http://127.0.0.1:${refPort}`;
-  await waitReady(ref, `${refUrl}/healthz`);
+  const { proc: ref, url: refUrl } = await startReference(refJs, mockUrl, logDir);
   const gw = await startGateway({
     name: 'gateway',
     dataDir: tempDir('proxyxai-bench-main-'),

@@ -7,7 +7,7 @@
  *   proxy and then the gateway; errors, peak concurrency and each one's memory before, during and
  *   after.
  */
-import { join } from 'node:path';
+import { startReference } from './servers.js';
 import { performance } from 'node:perf_hooks';
 import { CPU_PROXY, log, plan } from './context.js';
 import {
@@ -21,17 +21,7 @@ import {
   type Gateway,
 } from './gateway.js';
 import { jsonLoad, manyStreams, streamBatch, type Target } from './load.js';
-import {
-  freePort,
-  memInfo,
-  openFileLimit,
-  quietly,
-  sleep,
-  startNode,
-  stopProc,
-  tempDir,
-  waitReady,
-} from './procs.js';
+import { memInfo, openFileLimit, quietly, sleep, stopProc, tempDir } from './procs.js';
 import type { ManyStreams, Results, ScaleConfig } from './results.js';
 import { round } from './stats.js';
 
@@ -129,16 +119,7 @@ export async function manyStreamsPhase(
   const common = { targetCount: plan.many.count, fdLimit, note };
 
   // The reference first, in a process of its own, then the gateway: the same streams through each.
-  const refPort = await freePort();
-  const ref = startNode({
-    name: 'reference-streams',
-    args: [refJs],
-    env: { PORT: String(refPort), UPSTREAM: mockUrl, UPSTREAM_KEY: 'sk-reference-upstream' },
-    cpu: CPU_PROXY,
-    logFile: join(logDir, 'reference-streams.log'),
-  });
-  const refUrl = `http://127.0.0.1:${refPort}`;
-  await waitReady(ref, `${refUrl}/healthz`);
+  const { proc: ref, url: refUrl } = await startReference(refJs, mockUrl, logDir, 'reference-streams');
   try {
     const target: Target = { name: 'reference', url: refUrl, key: 'sk-reference', pid: ref.pid };
     res.manyStreamsReference = { ...(await measureMany(target, count)), ...common };

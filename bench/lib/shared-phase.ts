@@ -10,7 +10,7 @@
  * machine's Redis and every other database are never touched). Without a usable PostgreSQL or a
  * redis-server on the PATH the phase is skipped with a note (the run goes on).
  */
-import { join } from 'node:path';
+import { startReference } from './servers.js';
 import { CPU_LOAD, CPU_PROXY, log, plan } from './context.js';
 import {
   createSubAccount,
@@ -36,16 +36,13 @@ import {
   addPidSource,
   cpuBetween,
   cpuSnapshot,
-  freePort,
   interrupted,
   logTail,
   memInfo,
   quietly,
   sleep,
-  startNode,
   stopProc,
   tempDir,
-  waitReady,
   type Proc,
 } from './procs.js';
 import { commandCounts, redisUnavailableReason, startBenchRedis, type BenchRedis } from './redis-server.js';
@@ -188,17 +185,13 @@ async function withStoreCpu<T>(ctx: Ctx, load: () => Promise<T>): Promise<{ valu
 }
 
 async function measure(sh: SharedResults, ctx: Ctx): Promise<void> {
-  const refPort = await freePort();
-  const ref = startNode({
-    name: 'shared-phase-reference',
-    args: [ctx.refJs],
-    env: { PORT: String(refPort), UPSTREAM: ctx.mockUrl, UPSTREAM_KEY: 'sk-reference-upstream' },
-    cpu: CPU_PROXY,
-    logFile: join(ctx.logDir, 'shared-phase-reference.log'),
-  });
+  const { proc: ref, url: refUrl } = await startReference(
+    ctx.refJs,
+    ctx.mockUrl,
+    ctx.logDir,
+    'shared-phase-reference',
+  );
   ctx.started.procs.push(ref);
-  const refUrl = `http://127.0.0.1:${refPort}`;
-  await waitReady(ref, `${refUrl}/healthz`);
   const embedded = await startGateway({
     name: 'shared-phase-embedded',
     dataDir: tempDir('proxyxai-bench-embedded-'),
