@@ -457,10 +457,7 @@ export class Meter {
     if (priced?.cheap !== undefined && !account.isRoot) {
       let list = this.loose.get(account);
       if (list === undefined) this.loose.set(account, (list = { head: undefined }));
-      const link: LooseLink = { ticket, r, prev: undefined, next: list.head };
-      if (list.head !== undefined) list.head.prev = link;
-      list.head = link;
-      ticket.loose = link;
+      link(list, ticket, r);
     }
     return { ok: true, headers, ticket };
   }
@@ -512,7 +509,7 @@ export class Meter {
     if (ticket.settled) return;
     ticket.settled = true;
     ticket.account.reserved -= ticket.reserved;
-    if (ticket.loose !== undefined) unlink(this.loose.get(ticket.account), ticket);
+    unlink(this.loose.get(ticket.account), ticket);
   }
 
   /**
@@ -524,7 +521,7 @@ export class Meter {
     ticket.settled = true;
     const account = ticket.account;
     account.reserved -= ticket.reserved;
-    if (ticket.loose !== undefined) unlink(this.loose.get(account), ticket);
+    unlink(this.loose.get(account), ticket);
     const now = this.clock();
     this.rollWindows(account, now);
 
@@ -766,13 +763,21 @@ function shortfallError(error: GatewayError, shortfall: Shortfall | undefined): 
   return error;
 }
 
+/** Puts `ticket` (admitted as `r`) first in its account's list of loosely bounded requests. */
+function link(list: LooseList, ticket: Ticket, r: Pending): void {
+  const added: LooseLink = { ticket, r, prev: undefined, next: list.head };
+  if (list.head !== undefined) list.head.prev = added;
+  list.head = added;
+  ticket.loose = added;
+}
+
 /** Takes `ticket` out of its account's list of loosely bounded requests (if it is in it). */
 function unlink(list: LooseList | undefined, ticket: Ticket): void {
-  const link = ticket.loose;
-  if (link === undefined || list === undefined) return;
+  const at = ticket.loose;
+  if (at === undefined || list === undefined) return;
   ticket.loose = undefined;
-  if (link.prev !== undefined) link.prev.next = link.next;
-  else if (list.head === link) list.head = link.next;
-  if (link.next !== undefined) link.next.prev = link.prev;
-  link.prev = link.next = undefined;
+  if (at.prev !== undefined) at.prev.next = at.next;
+  else if (list.head === at) list.head = at.next;
+  if (at.next !== undefined) at.next.prev = at.prev;
+  at.prev = at.next = undefined;
 }
