@@ -347,11 +347,11 @@ export class Meter {
   private tighten(account: Account, priced: Priced, now: number): boolean {
     const list = this.loose.get(account);
     let counted = 0;
-    for (let link = list?.head; link !== undefined;) {
+    for (let at = list?.head; at !== undefined;) {
       if (counted++ === TIGHTEN_AT_ONCE || this.moneyRefusal(account, priced, now) === undefined) break;
-      const { ticket, r, next } = link;
+      const { ticket, r, next } = at;
       unlink(list, ticket);
-      link = next;
+      at = next;
       // Never a settled ticket: `settle` and `letGo` take theirs out of the list.
       const reserve = this.exactReserve(account, r);
       if (reserve === undefined || reserve >= ticket.reserved) continue;
