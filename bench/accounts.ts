@@ -9,11 +9,12 @@
  *    to an answering /healthz (it listens once the store is loaded), its RSS and V8 heap then.
  * 3. JSON load at 64 connections with the funded sub-account's key, ROUNDS rounds of DURATION s,
  *    `small` and `large` back to back (order alternating): CPU per request of each, paired.
- * 4. A flood of FLOOD requests with random keys, 64 at a time: refusals per second and the gateway's
- *    CPU per refusal.
+ * 4. Two floods of FLOOD requests with wrong keys, 64 at a time: every key new, then 200 keys
+ *    tried again and again. Refusals per second, the gateway's CPU per refusal, and the store
+ *    reads each flood caused (an unknown key is read once, then remembered).
  *
  * The targets of point 4 are printed beside the figures: ready in ≤ 10 s with RSS ≤ 250 MB, CPU per
- * request with `large` ≤ 1.1× `small`. Results go to bench/results/<date>-accounts.json.
+ * request with `large` ≤ 1.1× `small`, at most one store read per distinct wrong key. Results go to bench/results/<date>-accounts.json.
  */
 import { startMock } from './lib/servers.js';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +26,7 @@ import {
   createSubAccount,
   heapStats,
   insertFillerAccounts,
+  metricValue,
   REPO_ROOT,
   startGateway,
   stopGateway,
@@ -39,6 +41,8 @@ const ACCOUNTS = Number(process.env['ACCOUNTS'] ?? 1_000_000);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 3);
 const DURATION = Number(process.env['DURATION'] ?? 8);
 const FLOOD = Number(process.env['FLOOD'] ?? 20_000);
+/** Distinct keys of the second flood, each tried many times. */
+const REPEATED_KEYS = 200;
 
 interface Sized {
   readonly label: string;
@@ -51,7 +55,7 @@ interface Sized {
   readonly target: Target;
   readonly cpuUsPerReq: number[];
   readonly rps: number[];
-  flood?: { perSecond: number; cpuUsPerRefusal: number; statuses: Record<string, number> };
+  floods: Flood[];
 }
 
 async function setUp(label: string, accounts: number, mockUrl: string, logDir: string): Promise<Sized> {
@@ -84,20 +88,29 @@ async function setUp(label: string, accounts: number, mockUrl: string, logDir: s
     target: { name: label, url: gw.url, key: sub.key, pid: gw.proc.pid },
     cpuUsPerReq: [],
     rps: [],
+    floods: [],
   };
 }
 
-/** FLOOD chat requests with random keys, 64 at a time: the refusals per second and their CPU. */
-async function flood(s: Sized): Promise<NonNullable<Sized['flood']>> {
+/**
+ * FLOOD chat requests with wrong keys, 64 at a time: the refusals per second, their CPU, and the
+ * store reads they caused. `distinct` keys are cycled: FLOOD of them (every key new: one store
+ * read each) or a few hundred (repeated: only the first try of each may read the store).
+ */
+async function flood(s: Sized, distinct: number): Promise<Flood> {
   const pid = s.gw.proc.pid;
+  const keys = Array.from(
+    { length: distinct },
+    () => `sk-Xvs${randomBytes(33).toString('base64url').slice(0, 45)}`,
+  );
   const statuses: Record<string, number> = {};
   let next = 0;
+  const reads0 = await metricValue(s.gw, 'proxyxai_account_store_reads_total');
   const cpu0 = cpuMicros(pid);
   const t0 = performance.now();
   const worker = async (): Promise<void> => {
     while (next < FLOOD) {
-      next++;
-      const key = `sk-Xvs${randomBytes(33).toString('base64url').slice(0, 45)}`;
+      const key = keys[next++ % distinct]!;
       const res = await fetch(`${s.gw.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
@@ -109,7 +122,18 @@ async function flood(s: Sized): Promise<NonNullable<Sized['flood']>> {
   };
   await Promise.all(Array.from({ length: 64 }, worker));
   const seconds = (performance.now() - t0) / 1000;
-  return { perSecond: FLOOD / seconds, cpuUsPerRefusal: (cpuMicros(pid) - cpu0) / FLOOD, statuses };
+  const cpuUsPerRefusal = (cpuMicros(pid) - cpu0) / FLOOD;
+  const storeReads = (await metricValue(s.gw, 'proxyxai_account_store_reads_total')) - reads0;
+  return { distinct, perSecond: FLOOD / seconds, cpuUsPerRefusal, storeReads, statuses };
+}
+
+interface Flood {
+  readonly distinct: number;
+  readonly perSecond: number;
+  readonly cpuUsPerRefusal: number;
+  /** Store reads the flood caused (proxyxai_account_store_reads_total). */
+  readonly storeReads: number;
+  readonly statuses: Record<string, number>;
 }
 
 async function main(): Promise<void> {
@@ -134,11 +158,14 @@ async function main(): Promise<void> {
     pairs.push((large.cpuUsPerReq[r - 1] ?? Number.NaN) / (small.cpuUsPerReq[r - 1] ?? Number.NaN));
   }
   for (const s of [small, large]) {
-    s.flood = await flood(s);
-    log(
-      `${s.label} flood of random keys: ${round(s.flood.perSecond, 0)} refusals/s, ` +
-        `${round(s.flood.cpuUsPerRefusal, 1)} µs CPU each, statuses ${JSON.stringify(s.flood.statuses)}`,
-    );
+    for (const distinct of [FLOOD, REPEATED_KEYS]) {
+      const f = await flood(s, distinct);
+      s.floods.push(f);
+      log(
+        `${s.label} flood of ${FLOOD} requests over ${distinct} wrong keys: ${round(f.perSecond, 0)} refusals/s, ` +
+          `${round(f.cpuUsPerRefusal, 1)} µs CPU each, ${f.storeReads} store reads, statuses ${JSON.stringify(f.statuses)}`,
+      );
+    }
   }
   const afterKb = memInfo(large.gw.proc.pid).rssKb;
   for (const s of [small, large]) await stopGateway(s.gw);
@@ -154,11 +181,16 @@ async function main(): Promise<void> {
     heapUsedMB: round(s.heapUsedMB, 1),
     rps: round(median(s.rps), 0),
     cpuUsPerReq: s.cpuUsPerReq.map((x) => round(x, 1)),
-    flood: s.flood,
+    floods: s.floods,
   }));
   const targets = {
     readyS: { goal: '≤ 10', measured: round(large.readyS, 2), pass: large.readyS <= 10 },
     rssMB: { goal: '≤ 250', measured: round(large.rssKb / 1024, 1), pass: large.rssKb / 1024 <= 250 },
+    repeatedKeyReads: {
+      goal: `≤ ${REPEATED_KEYS} (one per distinct key)`,
+      measured: large.floods[1]?.storeReads ?? Number.NaN,
+      pass: (large.floods[1]?.storeReads ?? Number.POSITIVE_INFINITY) <= REPEATED_KEYS,
+    },
     cpuRatio: {
       goal: '≤ 1.1',
       measured: round(cpuRatio, 2),
@@ -182,17 +214,27 @@ async function main(): Promise<void> {
   process.stdout.write(
     [
       '',
-      '| Store | Sub-accounts | Ready (s) | RSS after start (MB) | Heap used (MB) | Requests/s | CPU µs/request (each round) | Random-key refusals/s | CPU µs/refusal |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |',
+      '| Store | Sub-accounts | Ready (s) | RSS after start (MB) | Heap used (MB) | Requests/s | CPU µs/request (each round) |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
       ...rows.map(
         (r) =>
           `| ${r.label} | ${r.accounts.toLocaleString('en-US')} | ${r.readyS} | ${r.rssMB} | ${r.heapUsedMB} | ${r.rps} | ` +
-          `${r.cpuUsPerReq.join(', ')} | ${round(r.flood?.perSecond ?? Number.NaN, 0)} | ${round(r.flood?.cpuUsPerRefusal ?? Number.NaN, 1)} |`,
+          `${r.cpuUsPerReq.join(', ')} |`,
+      ),
+      '',
+      '| Store | Wrong keys (distinct) | Refusals/s | CPU µs/refusal | Store reads |',
+      '| --- | ---: | ---: | ---: | ---: |',
+      ...rows.flatMap((r) =>
+        r.floods.map(
+          (f) =>
+            `| ${r.label} | ${f.distinct.toLocaleString('en-US')} | ${round(f.perSecond, 0)} | ${round(f.cpuUsPerRefusal, 1)} | ${f.storeReads} |`,
+        ),
       ),
       '',
       `Targets (issue 15, point 4): ready ${targets.readyS.measured} s (${targets.readyS.goal}) ${targets.readyS.pass ? 'PASS' : 'FAIL'}; ` +
         `RSS ${targets.rssMB.measured} MB (${targets.rssMB.goal}) ${targets.rssMB.pass ? 'PASS' : 'FAIL'}; ` +
-        `CPU per request large/small ${targets.cpuRatio.measured}× (${targets.cpuRatio.goal}; rounds ${targets.cpuRatio.perRound.join(', ')}) ${targets.cpuRatio.pass ? 'PASS' : 'FAIL'}.`,
+        `CPU per request large/small ${targets.cpuRatio.measured}× (${targets.cpuRatio.goal}; rounds ${targets.cpuRatio.perRound.join(', ')}) ${targets.cpuRatio.pass ? 'PASS' : 'FAIL'}; ` +
+        `store reads of a flood over ${REPEATED_KEYS} wrong keys ${targets.repeatedKeyReads.measured} (${targets.repeatedKeyReads.goal}) ${targets.repeatedKeyReads.pass ? 'PASS' : 'FAIL'}.`,
       `Results: ${file}`,
       '',
     ].join('\n'),

@@ -17,6 +17,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { foldKey } from '../src/accounts/account-rules.js';
 import Database from '../src/store/sqlite/driver.js';
 import { openStore } from '../src/store/store.js';
 import { countLog, readLogPage } from '../src/logs/log-page.js';
@@ -186,6 +187,8 @@ function fill(file: string): {
           ...root,
           name: `reseller${r}`,
           email: `reseller${r}@example.com`,
+          name_key: foldKey(`reseller${r}`),
+          email_key: foldKey(`reseller${r}@example.com`),
           key_hash: `hash-r${r}`,
           partial_key: 'sk-…',
           is_root: 0,
@@ -202,6 +205,8 @@ function fill(file: string): {
               ...root,
               name: `r${r}child${c}`,
               email: `r${r}child${c}@example.com`,
+              name_key: foldKey(`r${r}child${c}`),
+              email_key: foldKey(`r${r}child${c}@example.com`),
               key_hash: `hash-r${r}c${c}`,
               partial_key: 'sk-…',
               is_root: 0,

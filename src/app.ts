@@ -13,9 +13,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pino from 'pino';
 import type { Logger } from 'pino';
+import { AccountLoader } from './accounts/account-loader.js';
 import { AccountRegistry } from './accounts/account-registry.js';
 import { Authenticator } from './accounts/authenticate.js';
-import { loadAccounts, newRootAccount } from './accounts/load-accounts.js';
+import type { Account } from './accounts/account.js';
+import { loadRoot, newRootAccount } from './accounts/load-accounts.js';
 import { RateLimiter } from './accounts/rate-limiter.js';
 import type { UsersDeps, Mailer } from './admin/users-deps.js';
 import { Calendar } from './billing/calendar.js';
@@ -29,6 +31,7 @@ import { createStaticFiles } from './http/static-files.js';
 import { createKeyRepository } from './keys/key-repository.js';
 import { KeyPool } from './keys/key-pool.js';
 import { createSecrets, generateAccountKey, resolveMasterKey, type Secrets } from './keys/secrets.js';
+import { registerAccountMetrics } from './observability/account-metrics.js';
 import { createLogger } from './observability/logger.js';
 import { countUsage, createMetrics, timedSink, type Metrics } from './observability/metrics.js';
 import { LocalAccountUnit, type AccountUnit } from './accounts/account-unit.js';
@@ -76,6 +79,8 @@ export interface App {
   readonly store: Store;
   readonly pool: KeyPool;
   readonly registry: AccountRegistry;
+  /** Accounts by id, key, name or e-mail, loaded on first use. */
+  readonly accounts: AccountLoader;
   readonly writer: StateWriter;
   /** The settlement journal (several instances: this instance's own folder; JOURNAL=off: replays only). */
   readonly journal: SettlementJournal | undefined;
@@ -170,8 +175,11 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   await pool.load();
   for (const key of config.initKeys) await pool.add(key);
 
-  const registry = new AccountRegistry();
-  await loadAccounts(store.db, registry, calendar.periodOf(clock()));
+  // Accounts are read on first use and kept while in use (account-registry.ts): what holds one
+  // in memory is read through `held`, which needs the writer and the purse made below.
+  let held: (account: Account) => boolean = () => true;
+  const registry = new AccountRegistry({ capacity: config.accountCacheSize, held: (a) => held(a) });
+  await loadRoot(store.db, registry, calendar.periodOf(clock()));
   // Settlements wait for the writer's next batch in memory; the journal keeps them across a crash
   // meanwhile (replayed below, before the gateway listens). With JOURNAL=off it only replays what
   // a previous run left. Several instances: each journals into a folder of its own id, and the
@@ -212,7 +220,15 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
             );
           },
         });
-  const unit: AccountUnit = shared ?? new LocalAccountUnit(registry, writer, log);
+  const purse = sharing?.purse;
+  held = (a) => a.reserved > 0 || writer.holds(a.id) || (purse?.holds(a.id) ?? false);
+  const accounts = new AccountLoader({
+    db: store.db,
+    registry,
+    writer,
+    period: () => calendar.periodOf(clock()),
+  });
+  const unit: AccountUnit = shared ?? new LocalAccountUnit(registry, accounts, writer, log);
   const hooks: SharingHooks = {
     reloadAccount: (id) => shared?.reload(id) ?? Promise.resolve(),
     reloadAccounts: () => shared?.reloadAll() ?? Promise.resolve(),
@@ -226,7 +242,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   if (sharing !== undefined) await pool.reloadKeys();
   const generatedRootKey = await ensureRoot(config, registry, unit, secrets, calendar, clock, log);
   // Another instance made the root meanwhile: read it.
-  if (shared !== undefined && registry.root() === undefined) await shared.reloadAll();
+  if (registry.root() === undefined) await loadRoot(store.db, registry, calendar.periodOf(clock()));
   writer.start();
 
   const mailer = options.mailer ?? (config.email === undefined ? undefined : createMailer(config.email));
@@ -237,6 +253,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   });
   const limiter = sharing?.cluster.limiter ?? new RateLimiter();
   metrics.attach({ accounts: registry, writer, keys: pool });
+  registerAccountMetrics(metrics.registry, { registry, loader: accounts });
   const meter = new Meter(
     prices,
     calendar,
@@ -290,7 +307,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
             liveInstances: () => sharing.cluster.heartbeat.liveInstances(),
           }),
     registry: objects,
-    accounts: registry,
+    accounts,
     meter,
     prices,
     pool,
@@ -337,7 +354,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     await replayJournal({
       journal,
       db: store.db,
-      account: (id) => registry.get(id),
+      account: (id) => accounts.byId(id),
       meter,
       follows: objects,
       flush: () => writer.flush(),
@@ -374,6 +391,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
   };
   const users: UsersDeps = {
     registry,
+    accounts,
     writer,
     unit,
     fresh: (accounts) => shared?.fresh(accounts) ?? Promise.resolve(),
@@ -413,7 +431,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     headersTimeoutMs: config.headersTimeoutMs,
     metrics,
     metricsToken: config.metricsToken,
-    auth: new Authenticator(registry, secrets),
+    auth: new Authenticator(registry, accounts, secrets),
     pool,
     proxy: {
       pool,
@@ -479,6 +497,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     prices,
     pool,
     registry,
+    accounts,
     secrets,
     isDraining: () => draining,
   });
@@ -506,6 +525,7 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     store,
     pool,
     registry,
+    accounts,
     writer,
     journal,
     secrets,

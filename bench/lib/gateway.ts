@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { foldKey } from '../../src/accounts/account-rules.js';
 import Database from '../../src/store/sqlite/driver.js';
 import { freePort, startNode, stopProc, waitReady, type Proc } from './procs.js';
 
@@ -183,20 +184,25 @@ export function insertFillerAccounts(dataDir: string, count: number): void {
     const root = db.prepare('select id from accounts where is_root = 1').get() as { id: number } | undefined;
     if (root === undefined) throw new Error('no root account in the database');
     const insert = db.prepare(
-      `insert into accounts (parent_id, name, email, alias, billing_email, key_hash, partial_key, level,
-        rates, rate_limit, child_limit, hard_limit, soft_limit, status, is_root, allow_ips, allow_models,
-        credit_granted, credit_used, requests, soft_notice_month, created_at, updated_at)
-       values (?, ?, ?, ?, null, ?, ?, 0, 1000000, 1000, 0, 0, 0, 1, 0, null, null, 0, 0, 0, null, ?, ?)`,
+      `insert into accounts (parent_id, name, email, name_key, email_key, alias, billing_email, key_hash,
+        partial_key, level, rates, rate_limit, child_limit, hard_limit, soft_limit, status, is_root,
+        allow_ips, allow_models, credit_granted, credit_used, requests, soft_notice_month, created_at,
+        updated_at)
+       values (?, ?, ?, ?, ?, ?, null, ?, ?, 0, 1000000, 1000, 0, 0, 0, 1, 0, null, null, 0, 0, 0, null, ?, ?)`,
     );
     const now = Date.now();
     db.transaction(() => {
       for (let i = 0; i < count; i++) {
         const tag = randomBytes(8).toString('hex');
         const name = `filler-${i}-${tag}`;
+        const email = `${name}@bench.invalid`;
+        // The lookup keys the gateway writes with every account (store/schema.ts).
         insert.run(
           root.id,
           name,
-          `${name}@bench.invalid`,
+          email,
+          foldKey(name),
+          foldKey(email),
           name,
           randomBytes(32).toString('hex'),
           tag.padEnd(20, '0'),
@@ -234,6 +240,13 @@ export async function heapStats(gw: Gateway): Promise<HeapStats> {
     heapTotalMB: mb('nodejs_heap_size_total_bytes'),
     externalMB: mb('nodejs_external_memory_bytes'),
   };
+}
+
+/** One sample of the gateway's /metrics (the first series of `name`); NaN if absent. */
+export async function metricValue(gw: Gateway, name: string): Promise<number> {
+  const res = await fetch(`${gw.url}/metrics`, { signal: AbortSignal.timeout(5_000) });
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.e+]+)`, 'm').exec(await res.text());
+  return m === null ? Number.NaN : Number(m[1]);
 }
 
 /** Number of accounts and upstream keys stored (to report what a scale configuration held). */

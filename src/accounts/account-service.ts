@@ -13,7 +13,7 @@ import { microsToUsd, ratesToNumber } from '../billing/money.js';
 import { GatewayError, type ErrorName } from '../errors/catalogue.js';
 import { generateAccountKey, type Secrets } from '../keys/secrets.js';
 import { freshState, type Account } from './account.js';
-import type { AccountRegistry } from './account-registry.js';
+import type { AccountLoader } from './account-loader.js';
 import type { AccountDirectory, AccountWrites } from './account-unit.js';
 import { FEE_LIST, chargeFee, deleteChild, grantToChild, parentCost, type LedgerEntry } from './card-ops.js';
 import { defaultHardLimit, defaultSoftLimit, liveBalance, type Card } from './cards.js';
@@ -49,7 +49,11 @@ export function availableBalance(account: Account, now: number): Micros {
 }
 
 /** Sub-account API rights need a live balance above USER_API_MIN_BALANCE (root always has them). */
-export function checkApiAccess(deps: ServiceDeps, caller: Account, now: number): Failure | undefined {
+export function checkApiAccess(
+  deps: Pick<ServiceDeps, 'config'>,
+  caller: Account,
+  now: number,
+): Failure | undefined {
   if (caller.isRoot) return undefined;
   const balance = liveBalance(caller.cards, now);
   if (balance > deps.config.userApiMinBalance) return undefined;
@@ -81,7 +85,7 @@ export function recordLedger(
 
 /**
  * 409 when `name` or `email` belongs to an account other than `self`, in any case or normal form
- * (the registry compares their `foldKey`s: `测试账号`, `José` = `JOSÉ`, `ΟΔΟΣ` = `οδοσ`).
+ * (the store's folded columns compare their `foldKey`s: `测试账号`, `José` = `JOSÉ`, `ΟΔΟΣ` = `οδοσ`).
  */
 export function uniquenessProblem(
   registry: Pick<AccountDirectory, 'findByName' | 'findByEmail'>,
@@ -104,8 +108,13 @@ export function uniquenessProblem(
 export type Scope = 'child' | 'descendant';
 
 /** True when `account` is a direct child (scope 'child') or any descendant of `caller`. */
-export function inScope(registry: AccountRegistry, caller: Account, account: Account, scope: Scope): boolean {
-  return scope === 'child' ? account.parentId === caller.id : registry.isAncestor(caller, account);
+export async function inScope(
+  accounts: AccountLoader,
+  caller: Account,
+  account: Account,
+  scope: Scope,
+): Promise<boolean> {
+  return scope === 'child' ? account.parentId === caller.id : accounts.isAncestor(caller, account);
 }
 
 /**
@@ -114,18 +123,18 @@ export function inScope(registry: AccountRegistry, caller: Account, account: Acc
  * is answered exactly like one that does not exist (same status, code and message), so that no
  * sub-account can probe which names or e-mail addresses exist elsewhere in the system.
  */
-export function resolveTarget(
-  registry: AccountRegistry,
+export async function resolveTarget(
+  accounts: AccountLoader,
   caller: Account,
   ident: string,
   action: 'update' | 'delete',
-): Result<{ target: Account }> {
-  const target = registry.resolve(ident);
+): Promise<Result<{ target: Account }>> {
+  const target = await accounts.resolve(ident);
   if (target === caller) {
     if (action === 'update') return { ok: true, target };
     return fail('forbidden', 'An account cannot delete itself.');
   }
-  if (target === undefined || !registry.isAncestor(caller, target)) {
+  if (target === undefined || !(await accounts.isAncestor(caller, target))) {
     return fail('account_not_found', `No account "${ident.slice(0, 100)}".`);
   }
   if (action === 'delete' && target.parentId !== caller.id) {
@@ -211,8 +220,8 @@ export function createChild(
   }
   const taken = uniquenessProblem(registry, input);
   if (taken !== undefined) return taken;
-  if (parent.childIds.size >= parent.childLimit) {
-    return fail('conflict', `You already have ${parent.childIds.size} sub-accounts, your ChildLimit.`);
+  if (parent.childCount >= parent.childLimit) {
+    return fail('conflict', `You already have ${parent.childCount} sub-accounts, your ChildLimit.`);
   }
   const grant = planGrant({
     payer: parent,
@@ -264,6 +273,7 @@ export function createChild(
   };
   parent.cards = grant.payerCards;
   parent.updatedAt = now;
+  parent.childCount++;
   registry.add(child);
   deps.writer.markDirty(parent);
   deps.writer.markDirty(child);
@@ -282,10 +292,10 @@ export function removeChild(
   child: Account,
   now: number,
 ): Result<{ refund: Micros; fee: Micros }> {
-  if (child.childIds.size > 0) {
+  if (child.childCount > 0) {
     return fail(
       'conflict',
-      `The account "${child.name}" has ${child.childIds.size} sub-account(s); delete them first.`,
+      `The account "${child.name}" has ${child.childCount} sub-account(s); delete them first.`,
     );
   }
   if (child.reserved > 0) {
@@ -303,6 +313,7 @@ export function removeChild(
   parent.updatedAt = now;
   child.cards = d.childCards;
   child.updatedAt = now;
+  parent.childCount--;
   deps.registry.remove(child);
   deps.writer.markDirty(parent);
   deps.writer.markDeleted(child);

@@ -12,24 +12,26 @@
  */
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors/catalogue.js';
+import { orUnavailable } from '../store/or-unavailable.js';
 import type { StateWriter } from '../store/state-writer.js';
 import type { Account } from './account.js';
+import type { AccountLoader } from './account-loader.js';
 import type { AccountRegistry } from './account-registry.js';
+import { foldKey } from './account-rules.js';
 
-/** The lookups and tree changes the domain functions use. */
-export type AccountDirectory = Pick<
+/**
+ * The lookups and tree changes the domain functions use, synchronously: the accounts a change
+ * touches and the holders of the names and e-mails it checks are read before it runs.
+ */
+export interface AccountDirectory extends Pick<
   AccountRegistry,
-  | 'allocateId'
-  | 'add'
-  | 'remove'
-  | 'reindex'
-  | 'byKeyHash'
-  | 'get'
-  | 'findByName'
-  | 'findByEmail'
-  | 'resolve'
-  | 'isAncestor'
->;
+  'allocateId' | 'add' | 'remove' | 'reindex' | 'byKeyHash' | 'get'
+> {
+  /** The account whose Name is `name` (`foldKey`), among those the plan named. */
+  findByName(name: string): Account | undefined;
+  /** The account whose E-mail is `email` (`foldKey`), among those the plan named. */
+  findByEmail(email: string): Account | undefined;
+}
 
 /** The writes the domain functions queue. */
 export type AccountWrites = Pick<StateWriter, 'markDirty' | 'markDeleted' | 'addLedger'>;
@@ -63,20 +65,47 @@ export interface AccountUnit {
 
 /** One process: the registry's objects are the truth; the writer's flush makes them durable. */
 export class LocalAccountUnit implements AccountUnit {
+  /** Changes run one at a time: each reads the store (names, unloaded accounts) before it runs. */
+  private queue: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly registry: AccountRegistry,
+    private readonly accounts: AccountLoader,
     private readonly writer: StateWriter,
     private readonly log: Logger,
   ) {}
 
-  async run<T extends Outcome>(_plan: UnitPlan, change: (view: UnitView) => T): Promise<T> {
+  run<T extends Outcome>(plan: UnitPlan, change: (view: UnitView) => T): Promise<T> {
+    const next = this.queue.then(() => this.runNow(plan, change));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runNow<T extends Outcome>(plan: UnitPlan, change: (view: UnitView) => T): Promise<T> {
+    const names = plan.names ?? [];
+    const emails = plan.emails ?? [];
+    const holders = await orUnavailable(
+      async () => {
+        // What the names are checked against is the store: everything queued is written first.
+        if (names.length + emails.length > 0) await this.writer.flush();
+        await this.accounts.load(plan.touch);
+        return this.accounts.holders(names, emails);
+      },
+      this.log,
+      'account change',
+    );
     // Synchronous from the checks to the last change: no request can interleave.
     const result = change({
       account: (id) => this.registry.get(id),
-      registry: this.registry,
+      registry: localDirectory(this.registry, holders),
       writes: this.writer,
     });
     if (!result.ok) return result;
+    await this.persisted();
+    return result;
+  }
+
+  private async persisted(): Promise<void> {
     try {
       await this.writer.flush();
     } catch (err: unknown) {
@@ -86,6 +115,21 @@ export class LocalAccountUnit implements AccountUnit {
         'The change was applied but could not be saved yet; the gateway keeps retrying. Check the account before repeating the call.',
       );
     }
-    return result;
   }
+}
+
+/** The registry, with names and e-mails answered from the holders read for this change. */
+export function localDirectory(registry: AccountRegistry, holders: readonly Account[]): AccountDirectory {
+  const find = (key: string, of: (a: Account) => string): Account | undefined =>
+    holders.find((a) => foldKey(of(a)) === key);
+  return {
+    allocateId: () => registry.allocateId(),
+    add: (a) => registry.add(a),
+    remove: (a) => registry.remove(a),
+    reindex: (a, old) => registry.reindex(a, old),
+    byKeyHash: (h) => registry.byKeyHash(h),
+    get: (id) => registry.get(id),
+    findByName: (name) => find(foldKey(name), (a) => a.name),
+    findByEmail: (email) => find(foldKey(email), (a) => a.email),
+  };
 }

@@ -51,14 +51,18 @@ export interface Account {
   month: UsageWindow;
   softNoticeMonth: string | null;
   updatedAt: number;
-  childIds: Set<number>;
+  /** Direct children (kept by the sub-account API; counted from the store when loaded). */
+  childCount: number;
 }
 
 /** The counters and in-memory state every newly created account starts with. */
 export function freshState(period: {
   day: string;
   month: string;
-}): Pick<Account, 'creditUsed' | 'requests' | 'reserved' | 'day' | 'month' | 'softNoticeMonth' | 'childIds'> {
+}): Pick<
+  Account,
+  'creditUsed' | 'requests' | 'reserved' | 'day' | 'month' | 'softNoticeMonth' | 'childCount'
+> {
   return {
     creditUsed: 0,
     requests: 0,
@@ -66,6 +70,6 @@ export function freshState(period: {
     day: { period: period.day, cost: 0, requests: 0 },
     month: { period: period.month, cost: 0, requests: 0 },
     softNoticeMonth: null,
-    childIds: new Set(),
+    childCount: 0,
   };
 }

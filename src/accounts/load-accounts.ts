@@ -1,8 +1,8 @@
 /**
- * Loading accounts from the store: every account into the registry at start-up (cards, today's
- * and this month's usage windows included), some accounts as fresh objects (several instances
- * read the accounts a change locks, and the money of accounts about to be shown), and the
- * defaults of a first root account.
+ * Loading accounts from the store: the root at start-up, and some accounts as fresh objects (cards,
+ * today's and this month's usage windows, the number of children): accounts loaded on first use,
+ * the accounts one change of several instances locks, the money of accounts about to be shown.
+ * Also the defaults of a first root account.
  */
 import type { Kysely, Selectable } from 'kysely';
 import { IpMatcher } from './ip-matcher.js';
@@ -13,32 +13,33 @@ import type { AccountsTable, CreditCardsTable, Database } from '../store/schema.
 import type { Period } from '../billing/calendar.js';
 import { RATE_ONE } from '../billing/money.js';
 
-export async function loadAccounts(
+/**
+ * What start-up loads: the root account (always in memory) and the highest id, so that new
+ * accounts get fresh ids. Every other account is loaded on first use (account-loader.ts).
+ */
+export async function loadRoot(
   db: Kysely<Database>,
   registry: AccountRegistry,
   period: Period,
 ): Promise<void> {
-  const windows = await loadWindows(db, period);
-  // Accounts and their cards are read in pages of CHUNK rows, so that a very large tree does not
-  // hold every raw row in memory at once while the registry is built.
-  let lastId = 0;
-  for (;;) {
-    const rows = await db
-      .selectFrom('accounts')
-      .selectAll()
-      .where('id', '>', lastId)
-      .orderBy('id')
-      .limit(CHUNK)
-      .execute();
-    if (rows.length === 0) break;
-    const firstId = rows[0]!.id;
-    lastId = rows[rows.length - 1]!.id;
-    const cards = await loadCards(db, firstId, lastId);
-    addRows(registry, rows, cards, windows, period);
+  const max = await db
+    .selectFrom('accounts')
+    .select((eb) => eb.fn.max<number | null>('id').as('id'))
+    .executeTakeFirst();
+  registry.noteMaxId(Number(max?.id ?? 0));
+  const root = await db
+    .selectFrom('accounts')
+    .select('id')
+    .where('parent_id', 'is', null)
+    .where('is_root', '=', 1)
+    .orderBy('id')
+    .executeTakeFirst();
+  if (root === undefined) return;
+  const a = (await loadSome(db, [root.id], period)).get(root.id);
+  if (a !== undefined) {
+    const { leased: _leased, ...account } = a;
+    registry.add(account);
   }
-  // Rebuild the tree now that every account is present (a child may have a lower id than its parent
-  // after a re-parenting import, so do not rely on row order).
-  for (const a of registry.all()) if (a.parentId !== null) registry.get(a.parentId)?.childIds.add(a.id);
 }
 
 /**
@@ -64,12 +65,15 @@ export async function loadSome(
   const windows = await loadWindows(db, period, ids);
   const children = await db
     .selectFrom('accounts')
-    .select(['id', 'parent_id'])
+    .select(['parent_id'])
+    .select((eb) => eb.fn.countAll<number>().as('n'))
     .where('parent_id', 'in', ids)
+    .groupBy('parent_id')
     .execute();
+  const counts = new Map(children.map((c) => [c.parent_id, Number(c.n)]));
   for (const r of rows) {
     const a = accountFromRow(r, cards.get(r.id) ?? [], windows.get(r.id), period);
-    for (const c of children) if (c.parent_id === r.id) a.childIds.add(c.id);
+    a.childCount = counts.get(r.id) ?? 0;
     out.set(r.id, Object.assign(a, { leased: Number(r.leased) }));
   }
   return out;
@@ -100,19 +104,6 @@ async function loadWindows(db: Kysely<Database>, period: Period, ids?: readonly 
   return windows;
 }
 
-const CHUNK = 5000;
-
-async function loadCards(db: Kysely<Database>, fromId: number, toId: number): Promise<Map<number, Card[]>> {
-  const cardRows = await db
-    .selectFrom('credit_cards')
-    .selectAll()
-    .where('account_id', '>=', fromId)
-    .where('account_id', '<=', toId)
-    .orderBy('id')
-    .execute();
-  return cardsByAccount(cardRows);
-}
-
 function cardsByAccount(cardRows: ReadonlyArray<Selectable<CreditCardsTable>>): Map<number, Card[]> {
   const cards = new Map<number, Card[]>();
   for (const c of cardRows) {
@@ -132,17 +123,7 @@ function cardsByAccount(cardRows: ReadonlyArray<Selectable<CreditCardsTable>>): 
 
 type Windows = Map<number, { day: Account['day']; month: Account['month'] }>;
 
-function addRows(
-  registry: AccountRegistry,
-  rows: ReadonlyArray<Selectable<AccountsTable>>,
-  cards: Map<number, Card[]>,
-  windows: Windows,
-  period: Period,
-): void {
-  for (const r of rows) registry.add(accountFromRow(r, cards.get(r.id) ?? [], windows.get(r.id), period));
-}
-
-/** An Account as the store row has it (no reservation; the tree is linked by the registry). */
+/** An Account as the store row has it (no reservation; its children are counted by `loadSome`). */
 export function accountFromRow(
   r: Selectable<AccountsTable>,
   cards: Card[],
@@ -181,7 +162,7 @@ export function accountFromRow(
     month: w?.month ?? { period: period.month, cost: 0, requests: 0 },
     softNoticeMonth: r.soft_notice_month,
     updatedAt: Number(r.updated_at),
-    childIds: new Set(),
+    childCount: 0,
   };
 }
 

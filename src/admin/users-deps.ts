@@ -5,6 +5,7 @@
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
+import type { AccountLoader } from '../accounts/account-loader.js';
 import type { AccountRegistry } from '../accounts/account-registry.js';
 import type { AccountUnit } from '../accounts/account-unit.js';
 import type { Limiter } from '../accounts/rate-limiter.js';
@@ -22,6 +23,8 @@ export interface Mailer {
 
 export interface UsersDeps {
   readonly registry: AccountRegistry;
+  /** Accounts by id, name, e-mail and tree, loaded on first use or read to be shown. */
+  readonly accounts: AccountLoader;
   readonly writer: StateWriter;
   /** Runs each change of the sub-account API atomically and durably (see account-unit.ts). */
   readonly unit: AccountUnit;

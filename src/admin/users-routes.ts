@@ -18,10 +18,12 @@ import {
   uniquenessProblem,
   type Scope,
 } from '../accounts/account-service.js';
+import { localDirectory } from '../accounts/account-unit.js';
 import { updateAccount } from '../accounts/account-update.js';
 import { notifyNewKey } from '../accounts/notifications.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { sendJson } from '../http/send-json.js';
+import { orUnavailable } from '../store/or-unavailable.js';
 import { readJsonObject, type JsonObject } from './json-body.js';
 import {
   createdJson,
@@ -63,13 +65,21 @@ export async function handleUsers(
   const denied = checkApiAccess(deps, caller, deps.clock());
   if (denied !== undefined) throw denied.error;
   const query = new URL(url, 'http://localhost').searchParams;
-  if (method === 'GET')
-    return read(deps, caller, res, kind === 'x-dna' ? 'descendant' : 'child', ident, query);
-  if (method === 'DELETE') return remove(deps, caller, res, ident);
-  const body = await readBody(req, res);
-  if (body === undefined) return;
-  if (method === 'POST') return create(deps, caller, res, body);
-  return update(deps, caller, res, ident, body);
+  // Accounts are looked up in the store (names, the tree, accounts not in memory): a store that
+  // cannot be read answers 503, as the change itself does.
+  return orUnavailable(
+    async () => {
+      if (method === 'GET')
+        return read(deps, caller, res, kind === 'x-dna' ? 'descendant' : 'child', ident, query);
+      if (method === 'DELETE') return remove(deps, caller, res, ident);
+      const body = await readBody(req, res);
+      if (body === undefined) return;
+      if (method === 'POST') return create(deps, caller, res, body);
+      return update(deps, caller, res, ident, body);
+    },
+    deps.log,
+    'sub-account API',
+  );
 }
 
 async function readBody(req: IncomingMessage, res: ServerResponse): Promise<JsonObject | undefined> {
@@ -80,13 +90,19 @@ async function readBody(req: IncomingMessage, res: ServerResponse): Promise<Json
 }
 
 /**
- * Names and e-mails are checked against this instance's registry first. On one process that is
- * the check itself; with several instances the change's own check (under the store's lock)
- * compares lower-cased spellings only, and this one adds the full Unicode fold (`foldKey`) from
- * the registry every instance keeps in step.
+ * A quick answer when a name or e-mail is taken (the change checks again, under its lock: on one
+ * process after everything queued is written, on several under the store's advisory lock).
  */
-function checkUnique(deps: UsersDeps, wanted: { name?: string; email?: string }, self?: Account): void {
-  const taken = uniquenessProblem(deps.registry, wanted, self);
+async function checkUnique(
+  deps: UsersDeps,
+  wanted: { name?: string; email?: string },
+  self?: Account,
+): Promise<void> {
+  const holders = await deps.accounts.holders(
+    wanted.name === undefined ? [] : [wanted.name],
+    wanted.email === undefined ? [] : [wanted.email],
+  );
+  const taken = uniquenessProblem(localDirectory(deps.registry, holders), wanted, self);
   if (taken !== undefined) throw taken.error;
 }
 
@@ -97,7 +113,7 @@ async function create(
   body: JsonObject,
 ): Promise<void> {
   const { input, warnings } = parseCreate(body);
-  checkUnique(deps, input);
+  await checkUnique(deps, input);
   const now = deps.clock();
   const plan = { touch: [caller.id], names: [input.name], emails: [input.email], money: true, create: true };
   const r = await deps.unit.run(plan, (view) => {
@@ -121,12 +137,13 @@ async function update(
 ): Promise<void> {
   const { input, warnings } = parseUpdate(body);
   const now = deps.clock();
-  const t = resolveTarget(deps.registry, caller, ident, 'update');
+  const t = await resolveTarget(deps.accounts, caller, ident, 'update');
   if (!t.ok) throw t.error;
   // On itself an account may not rename itself at all: the change answers that (403), not this.
-  if (t.target !== caller) checkUnique(deps, input, t.target);
+  if (t.target !== caller) await checkUnique(deps, input, t.target);
   const plan = {
-    touch: [caller.id, t.target.id],
+    // The parent too: new Rates are checked against the parent's.
+    touch: [caller.id, t.target.id, ...(t.target.parentId === null ? [] : [t.target.parentId])],
     names: input.name === undefined ? [] : [input.name],
     emails: input.email === undefined ? [] : [input.email],
     money: input.creditGranted !== undefined || input.rates !== undefined,
@@ -153,7 +170,7 @@ async function update(
 
 async function remove(deps: UsersDeps, caller: Account, res: ServerResponse, ident: string): Promise<void> {
   const now = deps.clock();
-  const t = resolveTarget(deps.registry, caller, ident, 'delete');
+  const t = await resolveTarget(deps.accounts, caller, ident, 'delete');
   if (!t.ok) throw t.error;
   const r = await deps.unit.run({ touch: [caller.id, t.target.id], money: true }, (view) => {
     const me = view.account(caller.id);
@@ -186,10 +203,10 @@ async function read(
   ident: string,
   query: URLSearchParams,
 ): Promise<void> {
-  const lookup = findOne(deps, ident, query);
+  const lookup = await findOne(deps, ident, query);
   if (lookup.specific) {
     const a = lookup.account;
-    if (a === undefined || a === caller || !inScope(deps.registry, caller, a, scope)) {
+    if (a === undefined || a === caller || !(await inScope(deps.accounts, caller, a, scope))) {
       throw new GatewayError(
         'account_not_found',
         scope === 'child'
@@ -211,11 +228,11 @@ async function read(
     });
     if (!fee.ok) throw fee.error;
   }
-  // Newest first, as the original lists them (ids grow with creation).
-  const all = (scope === 'child' ? deps.registry.children(caller) : deps.registry.descendants(caller)).sort(
-    (a, b) => b.id - a.id,
-  );
-  const rows = all.slice((page - 1) * size, page * size);
+  // Newest first, as the original lists them (ids grow with creation); only the page is read whole.
+  const all = (
+    scope === 'child' ? await deps.accounts.childIdsOf(caller) : await deps.accounts.descendantIds(caller)
+  ).sort((a, b) => b - a);
+  const rows = await deps.accounts.show(all.slice((page - 1) * size, page * size));
   // On several instances the balances shown are read from the store, not this instance's view.
   await deps.fresh(rows);
   sendJson(
@@ -231,12 +248,12 @@ async function read(
   );
 }
 
-function findOne(
+async function findOne(
   deps: UsersDeps,
   ident: string,
   query: URLSearchParams,
-): { specific: false } | { specific: true; account: Account | undefined } {
-  if (ident !== '') return { specific: true, account: deps.registry.resolve(ident) };
+): Promise<{ specific: false } | { specific: true; account: Account | undefined }> {
+  if (ident !== '') return { specific: true, account: await deps.accounts.resolve(ident) };
   const id = query.get('id') ?? '';
   const name = query.get('name') ?? '';
   const email = query.get('email') ?? '';
@@ -244,9 +261,9 @@ function findOne(
   if (id !== '' && !/^\d{1,15}$/.test(id))
     throw new GatewayError('invalid_value', 'id must be a number.', 'id');
   const found = [
-    id === '' ? null : deps.registry.get(Number(id)),
-    name === '' ? null : deps.registry.findByName(name),
-    email === '' ? null : deps.registry.findByEmail(email),
+    id === '' ? null : await deps.accounts.byId(Number(id)),
+    name === '' ? null : await deps.accounts.byName(name),
+    email === '' ? null : await deps.accounts.byEmail(email),
   ].filter((a) => a !== null);
   // Several selectors must all name the same account.
   const first = found[0];

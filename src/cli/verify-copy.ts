@@ -2,9 +2,9 @@
  * The check of `npm run migrate-to-postgres`: the same questions asked of the SQLite source and of
  * the PostgreSQL target (inside the copy's transaction, before it commits), every answer compared.
  * Row counts of every copied table; per account its balance (Σ live card balances), credit used,
- * credit granted, requests, Σ ledger and key fingerprint; per upstream key its fingerprint and
- * ciphertext; and the usage totals. Accounts and keys are compared in id ranges, so memory stays
- * bounded whatever the number of accounts.
+ * credit granted, requests, Σ ledger, key fingerprint and the keys it is looked up by (folded Name
+ * and E-mail); per upstream key its fingerprint and ciphertext; and the usage totals. Accounts and
+ * keys are compared in id ranges, so memory stays bounded whatever the number of accounts.
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
@@ -40,6 +40,9 @@ interface AccountFacts {
   balance: number;
   /** Σ amount of its ledger rows. */
   ledger: number;
+  /** The lookup keys (foldKey of Name and E-mail): an account the gateway cannot find is lost. */
+  name_key: string;
+  email_key: string;
 }
 
 const ACCOUNT_FIELDS: ReadonlyArray<keyof AccountFacts> = [
@@ -49,6 +52,8 @@ const ACCOUNT_FIELDS: ReadonlyArray<keyof AccountFacts> = [
   'requests',
   'ledger',
   'key_hash',
+  'name_key',
+  'email_key',
 ];
 
 async function accountFacts(
@@ -59,7 +64,7 @@ async function accountFacts(
 ): Promise<Map<number, AccountFacts>> {
   const accounts = await db
     .selectFrom('accounts')
-    .select(['id', 'key_hash', 'credit_granted', 'credit_used', 'requests'])
+    .select(['id', 'key_hash', 'credit_granted', 'credit_used', 'requests', 'name_key', 'email_key'])
     .where('id', '>=', from)
     .where('id', '<=', to)
     .execute();
@@ -91,9 +96,19 @@ async function accountFacts(
       requests: Number(a.requests),
       balance: balances.get(a.id) ?? 0,
       ledger: ledgers.get(a.id) ?? 0,
+      name_key: asCopied(a.name_key),
+      email_key: asCopied(a.email_key),
     });
   }
   return out;
+}
+
+/**
+ * Text as the copy stores it in PostgreSQL, whose text cannot hold NUL (copy-to-postgres.ts
+ * stores U+FFFD instead): an E-mail may hold one, and so its key. Applied on both sides.
+ */
+function asCopied(text: string): string {
+  return text.replaceAll('\u0000', '\uFFFD');
 }
 
 interface KeyFacts {

@@ -151,6 +151,11 @@ export class LeasePurse implements Purse {
     await this.release(account.id, st, st.held - account.reserved);
   }
 
+  /** True while this instance holds a lease (or is asking for one) on the account. */
+  holds(accountId: number): boolean {
+    return this.states.has(accountId);
+  }
+
   /** Gives back the unused leases of accounts idle for `idleMs` (the caller runs this periodically). */
   async releaseIdle(accountOf: (id: number) => Account | undefined): Promise<void> {
     const now = this.clock();

@@ -8,9 +8,9 @@
  *   these copies, writes them back with their cards and ledger rows, and commits; every live
  *   instance then reloads the changed accounts before the call returns (an acknowledged notice).
  *   Names and e-mails are checked under one advisory lock, so two instances cannot both take one.
- * - `reload` / `reloadAll` bring this instance's registry in line with the store (a notice from
- *   another instance, a reconcile after a missed one), updating Account objects in place: requests
- *   in flight hold them.
+ * - `reload` / `reloadAll` bring the accounts this instance holds in memory in line with the store
+ *   (a notice from another instance, a reconcile after a missed one), updating Account objects in
+ *   place: requests in flight hold them. Accounts not in memory are read fresh on first use.
  * - `fresh` makes the money of accounts about to be shown current (this instance's settlements
  *   written first, then the store read).
  */
@@ -25,6 +25,7 @@ import type {
   UnitPlan,
   UnitView,
 } from '../accounts/account-unit.js';
+import { foldKey } from '../accounts/account-rules.js';
 import { loadSome } from '../accounts/load-accounts.js';
 import type { Calendar } from '../billing/calendar.js';
 import { GatewayError } from '../errors/catalogue.js';
@@ -115,24 +116,29 @@ export class SharedAccounts implements AccountUnit {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  /** Reloads one account into this instance's registry (gone from the store: forgotten). */
+  /**
+   * Brings this instance's object of one account in line with the store (gone from the store:
+   * forgotten). An account not in memory is left there: it is read fresh on first use.
+   */
   async reload(id: number): Promise<void> {
+    // A new key may be one this instance remembers as unknown.
+    this.deps.registry.forgetUnknownKeys();
+    if (this.deps.registry.get(id) === undefined) return;
     const period = this.deps.calendar.periodOf(this.deps.clock());
     const fresh = (await loadSome(this.deps.db, [id], period)).get(id);
     this.apply(id, fresh);
   }
 
-  /** Reconciles the whole registry with the store. */
+  /** Reconciles the accounts in memory with the store. */
   async reloadAll(): Promise<void> {
+    this.deps.registry.forgetUnknownKeys();
     const period = this.deps.calendar.periodOf(this.deps.clock());
-    const rows = await this.deps.db.selectFrom('accounts').select('id').execute();
-    const present = new Set(rows.map((r) => r.id));
-    for (let i = 0; i < rows.length; i += 1000) {
-      const chunk = rows.slice(i, i + 1000).map((r) => r.id);
+    const ids = [...this.deps.registry.all()].map((a) => a.id);
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
       const fresh = await loadSome(this.deps.db, chunk, period);
       for (const id of chunk) this.apply(id, fresh.get(id));
     }
-    for (const a of [...this.deps.registry.all()]) if (!present.has(a.id)) this.apply(a.id, undefined);
   }
 
   /** The money of `accounts` as the store has it, with this instance's settlements written first. */
@@ -166,22 +172,16 @@ export class SharedAccounts implements AccountUnit {
   private apply(id: number, fresh: Account | undefined): void {
     const { registry } = this.deps;
     const local = registry.get(id);
+    if (local === undefined) return;
     if (fresh === undefined) {
-      if (local !== undefined) registry.remove(local);
-      return;
-    }
-    if (local === undefined) {
-      // Its children may already be here (loaded before it): link them.
-      fresh.childIds = new Set([...registry.all()].filter((a) => a.parentId === id).map((a) => a.id));
-      registry.add(fresh);
+      registry.remove(local);
       return;
     }
     const old = { name: local.name, email: local.email, keyHash: local.keyHash };
-    const { reserved, childIds } = local;
+    const { reserved } = local;
     const { leased: _leased, ...state } = fresh as Account & { leased?: number };
-    Object.assign(local, state, { reserved, childIds });
-    if (old.name !== local.name || old.email !== local.email || old.keyHash !== local.keyHash)
-      registry.reindex(local, old);
+    Object.assign(local, state, { reserved });
+    if (old.keyHash !== local.keyHash) registry.reindex(local, old);
   }
 
   private async recallAll(ids: readonly number[]): Promise<void> {
@@ -210,7 +210,7 @@ class TxView implements UnitView {
   constructor(
     local: AccountRegistry,
     readonly copies: ReadonlyMap<number, Account>,
-    taken: ReadonlyArray<{ id: number; name: string; email: string }>,
+    taken: readonly Taken[],
     newId: number | undefined,
   ) {
     const byId = (id: number): Account | undefined => copies.get(id) ?? local.get(id);
@@ -223,25 +223,21 @@ class TxView implements UnitView {
       },
       add: (a) => {
         this.added.push(a);
-        if (a.parentId !== null) copies.get(a.parentId)?.childIds.add(a.id);
       },
       remove: (a) => {
         this.removed.push(a);
-        if (a.parentId !== null) copies.get(a.parentId)?.childIds.delete(a.id);
       },
       reindex: () => undefined,
       byKeyHash: (h) => local.byKeyHash(h),
       get: byId,
       findByName: (name) => {
-        const t = taken.find((x) => x.name.toLowerCase() === name.toLowerCase());
+        const t = taken.find((x) => x.name_key === foldKey(name));
         return t === undefined ? undefined : holder(t.id, t.name, t.email);
       },
       findByEmail: (email) => {
-        const t = taken.find((x) => x.email.toLowerCase() === email.toLowerCase());
+        const t = taken.find((x) => x.email_key === foldKey(email));
         return t === undefined ? undefined : holder(t.id, t.name, t.email);
       },
-      resolve: (ident) => local.resolve(ident),
-      isAncestor: (a, b) => local.isAncestor(a, b),
     };
   }
 
@@ -266,19 +262,31 @@ class Collected implements AccountWrites {
   }
 }
 
+/** Accounts holding any of these names or e-mails, compared by `foldKey` (the folded columns). */
 async function takenNames(
   trx: Transaction<Database>,
   names: readonly string[],
   emails: readonly string[],
-): Promise<Array<{ id: number; name: string; email: string }>> {
+): Promise<Taken[]> {
   if (names.length + emails.length === 0) return [];
-  const lower = (xs: readonly string[]): string[] => xs.map((x) => x.toLowerCase());
-  const rows = await sql<{ id: number; name: string; email: string }>`
-    select id, name, email from accounts
-    where lower(name) = any(${lower(names)}::text[]) or lower(email) = any(${lower(emails)}::text[])`.execute(
-    trx,
-  );
-  return rows.rows;
+  return trx
+    .selectFrom('accounts')
+    .select(['id', 'name', 'email', 'name_key', 'email_key'])
+    .where((eb) =>
+      eb.or([
+        ...(names.length > 0 ? [eb('name_key', 'in', names.map(foldKey))] : []),
+        ...(emails.length > 0 ? [eb('email_key', 'in', emails.map(foldKey))] : []),
+      ]),
+    )
+    .execute();
+}
+
+interface Taken {
+  readonly id: number;
+  readonly name: string;
+  readonly email: string;
+  readonly name_key: string;
+  readonly email_key: string;
 }
 
 async function nextAccountId(trx: Transaction<Database>): Promise<number> {

@@ -64,6 +64,11 @@ export interface Config {
   readonly statsInterval: number;
   readonly flushIntervalMs: number;
   /**
+   * Sub-accounts kept in memory (the root, and accounts with requests in flight or unwritten
+   * state, always stay on top of it). The others are read from the store on first use.
+   */
+  readonly accountCacheSize: number;
+  /**
    * Days the per-request rows of the request log (usage_records) are kept; older ones are deleted
    * in small batches off the hot path. 0 keeps them for ever. The daily totals are always kept.
    */
@@ -272,6 +277,7 @@ export function loadConfig(env: Env): Config {
     timeZone,
     statsInterval: int('STATS_INTERVAL', 100, 1, 1_000_000),
     flushIntervalMs: int('FLUSH_INTERVAL_MS', 1_000, 10, 60_000),
+    accountCacheSize: int('ACCOUNT_CACHE_SIZE', 20_000, 10, 10_000_000),
     usageRetentionDays: int('USAGE_RETENTION_DAYS', 90, 0, 100_000),
     metricsToken: opt('METRICS_TOKEN'),
     journal: bool('JOURNAL', true),

@@ -69,7 +69,7 @@ export function userInfo(account: Account, now: number, calendar: Pick<Calendar,
   return {
     id: account.id,
     level: account.level,
-    child: account.childIds.size,
+    child: account.childCount,
     name: account.name,
     alias: account.alias,
     email: account.email,

@@ -25,7 +25,7 @@ export interface ReplayDeps {
     dropRecovered(): void;
   };
   readonly db: Kysely<Database>;
-  readonly account: (id: number) => Account | undefined;
+  readonly account: (id: number) => Promise<Account | undefined>;
   readonly meter: { replay(account: Account, entry: SettlementEntry): Micros };
   readonly follows: {
     openFollows(): Promise<ObjectRecord[]>;
@@ -71,7 +71,7 @@ export async function replayJournal(deps: ReplayDeps): Promise<ReplayReport> {
       already++;
       continue;
     }
-    const account = deps.account(entry.account);
+    const account = await deps.account(entry.account);
     if (account === undefined) {
       orphaned++;
       log.warn({ account: entry.account, request: id }, 'journaled settlement of a deleted account: dropped');

@@ -4,7 +4,7 @@
  * bad value is a 400 naming its parameter, before anything is read.
  */
 import type { Account } from '../accounts/account.js';
-import type { AccountRegistry } from '../accounts/account-registry.js';
+import type { AccountLoader } from '../accounts/account-loader.js';
 import type { Calendar } from '../billing/calendar.js';
 import { MAX_USD, usdToMicros, type Micros } from '../billing/money.js';
 import { GatewayError } from '../errors/catalogue.js';
@@ -54,13 +54,13 @@ export const OUTCOMES = [
 export const MAX_LOG_PAGE = 1000;
 const DEFAULT_LOG_PAGE = 100;
 
-export function parseLogQuery(
+export async function parseLogQuery(
   query: URLSearchParams,
   accept: string | undefined,
   caller: Account,
-  registry: AccountRegistry,
+  accounts: AccountLoader,
   calendar: Calendar,
-): LogQuery {
+): Promise<LogQuery> {
   const from = time(query, 'from', calendar);
   const to = time(query, 'to', calendar);
   if (from !== undefined && to !== undefined && from > to)
@@ -73,9 +73,9 @@ export function parseLogQuery(
   const model = nonEmpty(query, 'model');
   const outcomes = outcomeList(query);
   const minCost = cost(query);
-  const accounts = whose(query, caller, registry, descendants);
+  const whom = await whose(query, caller, accounts, descendants);
   return {
-    filter: { accounts, from, to, model, outcomes, minCost },
+    filter: { accounts: whom, from, to, model, outcomes, minCost },
     size,
     after: cursor?.key,
     page: cursor?.page ?? 1,
@@ -85,24 +85,27 @@ export function parseLogQuery(
 }
 
 /** The accounts named (the caller by default), with their descendants unless asked not to. */
-function whose(
+async function whose(
   query: URLSearchParams,
   caller: Account,
-  registry: AccountRegistry,
+  accounts: AccountLoader,
   descendants: boolean,
-): LogAccounts {
+): Promise<LogAccounts> {
   const ident = query.get('account');
   let target = caller;
   if (ident !== null && ident !== '') {
-    const found = registry.resolve(ident);
+    const found = await accounts.resolve(ident);
     // A sibling or a parent is "unknown" too: the answer never says whether it exists.
-    if (found === undefined || (found !== caller && !caller.isRoot && !registry.isAncestor(caller, found)))
+    if (
+      found === undefined ||
+      (found !== caller && !caller.isRoot && !(await accounts.isAncestor(caller, found)))
+    )
       throw invalid(`No account "${ident.slice(0, 100)}" among yours.`, 'account');
     target = found;
   }
   if (!descendants) return { kind: 'some', ids: [target.id] };
   if (target.isRoot) return { kind: 'all' };
-  return { kind: 'some', ids: [target.id, ...registry.descendants(target).map((a) => a.id)] };
+  return { kind: 'some', ids: [target.id, ...(await accounts.descendantIds(target))] };
 }
 
 /** ISO 8601 (a date alone is midnight in the gateway's TZ) or epoch milliseconds. */

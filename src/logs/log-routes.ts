@@ -11,7 +11,7 @@ import type { UsersDeps } from '../admin/users-deps.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { sendJson } from '../http/send-json.js';
 import { encodeCursor, parseLogQuery, type LogFilter, type LogKey, type LogQuery } from './log-filter.js';
-import { countLog, readLogPage } from './log-page.js';
+import { countLog, readLogPage, type LogRow } from './log-page.js';
 import { CSV_HEADER, csvLine, logJson, type LogView } from './log-row.js';
 
 /** Rows per read while exporting (one page of the walk: bounded memory, bounded loop turns). */
@@ -29,13 +29,14 @@ export async function handleLogs(
       allow: 'GET, HEAD',
     });
   const query = new URL(url, 'http://gateway').searchParams;
-  const parsed = parseLogQuery(query, req.headers.accept, caller, deps.registry, deps.calendar);
+  const parsed = await parseLogQuery(query, req.headers.accept, caller, deps.accounts, deps.calendar);
   // This instance's own settlements are written first, so a request just answered is listed.
   await deps.writer.flush();
-  const view: LogView = { caller, registry: deps.registry, calendar: deps.calendar };
+  const view: LogView = { caller, names: new Map(), calendar: deps.calendar };
   if (parsed.format === 'csv') return exportCsv(deps, res, parsed, view);
 
   const page = await readLogPage(deps.db, parsed.filter, parsed.size, parsed.after);
+  await nameRows(deps, view, page.rows);
   const headers: Record<string, string> = {
     'x-page': String(parsed.page),
     'x-per-page': String(parsed.size),
@@ -70,6 +71,9 @@ async function exportCsv(deps: UsersDeps, res: ServerResponse, q: LogQuery, view
   let after: LogKey | undefined = q.after;
   for (;;) {
     const page = await readLogPage(deps.db, filter, EXPORT_PAGE, after);
+    // One page's names at a time: an export across many accounts holds no more.
+    view.names.clear();
+    await nameRows(deps, view, page.rows);
     let chunk = '';
     for (const row of page.rows) chunk += csvLine(row, view);
     if (chunk !== '' && !(await write(res, chunk))) return;
@@ -96,4 +100,11 @@ function write(res: ServerResponse, text: string): Promise<boolean> {
     res.on('drain', onDrain);
     res.on('close', onClose);
   });
+}
+
+/** Reads the names of the rows' accounts the view does not know yet (the store has them all). */
+async function nameRows(deps: UsersDeps, view: LogView, rows: readonly LogRow[]): Promise<void> {
+  const unknown = rows.map((r) => r.account_id).filter((id) => !view.names.has(id));
+  if (unknown.length === 0) return;
+  for (const [id, name] of await deps.accounts.names(unknown)) view.names.set(id, name);
 }

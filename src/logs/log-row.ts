@@ -4,14 +4,14 @@
  * account than the caller also says what it cost at the caller's own Rates.
  */
 import type { Account } from '../accounts/account.js';
-import type { AccountRegistry } from '../accounts/account-registry.js';
 import type { Calendar } from '../billing/calendar.js';
 import { convertRates, microsToUsd, ratesToNumber } from '../billing/money.js';
 import type { LogRow } from './log-page.js';
 
 export interface LogView {
   readonly caller: Account;
-  readonly registry: AccountRegistry;
+  /** Names of the accounts of the rows shown so far (read from the store page by page). */
+  readonly names: Map<number, string>;
   readonly calendar: Calendar;
 }
 
@@ -56,7 +56,7 @@ export function logJson(row: LogRow, view: LogView): LogJson {
     created_at: view.calendar.iso(at),
     created: at,
     account_id: row.account_id,
-    account_name: view.registry.get(row.account_id)?.name ?? null,
+    account_name: view.names.get(row.account_id) ?? null,
     endpoint: row.path,
     model: row.model,
     stream: Number(row.stream) === 1,

@@ -3,6 +3,7 @@
  * root calls this once), and derives the session timing from the config.
  */
 import type { Logger } from 'pino';
+import type { AccountLoader } from '../accounts/account-loader.js';
 import type { AccountRegistry } from '../accounts/account-registry.js';
 import { Authenticator } from '../accounts/authenticate.js';
 import type { Meter } from '../billing/meter.js';
@@ -27,6 +28,7 @@ export interface RealtimeServices {
   readonly prices: PriceTable;
   readonly pool: KeyPool;
   readonly registry: AccountRegistry;
+  readonly accounts: AccountLoader;
   readonly secrets: Secrets;
   readonly isDraining: () => boolean;
 }
@@ -48,7 +50,7 @@ export function realtimeTiming(config: Config): SessionTiming {
 export function createRealtimeGateway(config: Config, services: RealtimeServices): RealtimeGateway {
   return new RealtimeGateway({
     ...services,
-    auth: new Authenticator(services.registry, services.secrets),
+    auth: new Authenticator(services.registry, services.accounts, services.secrets),
     clientAddress: new ClientAddress(config.trustedProxies),
     target: { origin: config.upstreamOrigin, basePath: config.upstreamBasePath },
     retry: {

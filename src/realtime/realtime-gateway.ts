@@ -135,7 +135,9 @@ export class RealtimeGateway {
       return refuseUpgrade(socket, new GatewayError('shutting_down'));
     const requestId = nextRequestId();
     const idHeader = { 'x-request-id': requestId };
-    const auth = this.deps.auth.authenticate(request.key === undefined ? {} : { authorization: request.key });
+    const auth = await this.deps.auth.authenticate(
+      request.key === undefined ? {} : { authorization: request.key },
+    );
     if (!auth.ok) return refuseUpgrade(socket, auth.error, idHeader);
     if (request.callId) {
       const message =

@@ -27,6 +27,13 @@ export interface AccountsTable {
   parent_id: number | null;
   name: string;
   email: string;
+  /**
+   * `foldKey(name)` and `foldKey(email)` (accounts/account-rules.ts: NFKC, case-folded in every
+   * script): the indexed keys an account is looked up by, whatever the spelling asked. Written with
+   * every account row (state-writer.ts accountRow); never compared to name/email by SQL lower().
+   */
+  name_key: string;
+  email_key: string;
   alias: string;
   billing_email: string | null;
   key_hash: string;

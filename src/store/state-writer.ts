@@ -12,6 +12,7 @@
  */
 import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
+import { foldKey } from '../accounts/account-rules.js';
 import type { JournalCuts } from '../journal/settlement-journal.js';
 import {
   GATE_REFUSAL,
@@ -44,6 +45,9 @@ export class StateWriter {
   private objects = new Map<string, ObjectRow>();
   /** Rows of the flush in progress, so an object is known to be written or about to be. */
   private writingObjects: ReadonlyMap<string, ObjectRow> = new Map();
+  /** Accounts of the snapshot being written (they must not be evicted and loaded again meanwhile). */
+  private writing: ReadonlySet<number> = new Set();
+  private written = 0;
   private running: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
@@ -124,6 +128,27 @@ export class StateWriter {
     return this.objects.has(id) || this.writingObjects.has(id);
   }
 
+  /**
+   * True while `id` has state waiting for the store or being written: the registry keeps such an
+   * account loaded, since a copy read from the store now would miss that state.
+   */
+  holds(id: number): boolean {
+    return this.dirty.has(id) || this.writing.has(id);
+  }
+
+  /** True for an account deleted by this process (its row may still be in the store for a moment). */
+  isGone(id: number): boolean {
+    return this.gone.has(id);
+  }
+
+  /**
+   * Snapshots written so far. A reader of account rows compares it before and after its read: a
+   * write that completed meanwhile may have made what it read stale (account-loader.ts).
+   */
+  get writes(): number {
+    return this.written;
+  }
+
   /** The store has been failing and the rows waiting for it reached `maxBacklog`. */
   backlogged(): boolean {
     return this.failures > 0 && this.ledger.length + this.usage.length >= (this.opts.maxBacklog ?? 100_000);
@@ -154,8 +179,10 @@ export class StateWriter {
     if (this.pending === 0) return;
     const snap = this.snapshot();
     this.writingObjects = new Map(snap.objects.map((o) => [o.id, o]));
+    this.writing = new Set(snap.sources.map((a) => a.id));
     try {
       await this.sink.write(snap);
+      this.written++;
       this.failures = 0;
       if (snap.cut !== undefined) this.opts.journal?.covered(snap.cut);
     } catch (err: unknown) {
@@ -173,6 +200,7 @@ export class StateWriter {
       throw err;
     } finally {
       this.writingObjects = new Map();
+      this.writing = new Set();
     }
   }
 
@@ -246,6 +274,9 @@ export function accountRow(a: Account): AccountRow {
     parent_id: a.parentId,
     name: a.name,
     email: a.email,
+    // The keys the store finds an account by (schema.ts AccountsTable).
+    name_key: foldKey(a.name),
+    email_key: foldKey(a.email),
     alias: a.alias,
     billing_email: a.billingEmail,
     key_hash: a.keyHash,

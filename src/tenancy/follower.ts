@@ -20,7 +20,7 @@
  * object id and the shared store skips one already present.
  */
 import type { Logger } from 'pino';
-import type { AccountRegistry } from '../accounts/account-registry.js';
+import type { AccountLoader } from '../accounts/account-loader.js';
 import { addUsage, usageFromOpenAI, type Usage } from '../billing/cost.js';
 import type { DonePart, Meter, RequestEnd, Ticket } from '../billing/meter.js';
 import type { PriceTable } from '../billing/price-table.js';
@@ -36,7 +36,7 @@ import { adoptDerived } from './record-objects.js';
 
 export interface FollowerDeps {
   readonly registry: ObjectRegistry;
-  readonly accounts: AccountRegistry;
+  readonly accounts: Pick<AccountLoader, 'byId'>;
   readonly meter: Meter;
   readonly prices: PriceTable;
   readonly pool: KeyPool;
@@ -113,7 +113,7 @@ export class Follower {
       await this.claimAbandoned();
       return;
     }
-    for (const rec of await this.deps.registry.openFollows()) this.follow(rec);
+    for (const rec of await this.deps.registry.openFollows()) await this.follow(rec);
   }
 
   /**
@@ -125,7 +125,7 @@ export class Follower {
     const claims = this.deps.claims;
     if (claims === undefined || owner === claims.self) return 0;
     const recs = this.deps.registry.adoptClaimed(await claims.claim(owner));
-    for (const rec of recs) this.follow(rec);
+    for (const rec of recs) await this.follow(rec);
     // The dead instance's leases went back to the accounts: lease what the reservations hold.
     for (const rec of recs) await this.cover(rec);
     if (recs.length > 0) {
@@ -165,10 +165,11 @@ export class Follower {
   }
 
   /** Follows an open follow read from the store, its reservation held again. */
-  private follow(rec: ObjectRecord): void {
+  private async follow(rec: ObjectRecord): Promise<void> {
     const f = rec.follow;
     if (f?.state !== 'open' || this.open.has(rec.id)) return;
-    const account = this.deps.accounts.get(rec.accountId);
+    const account = await this.deps.accounts.byId(rec.accountId);
+    if (this.open.has(rec.id)) return;
     if (account === undefined) {
       this.deps.log.warn({ object: rec.id }, 'followed object of a deleted account: no longer billed');
       this.deps.registry.setFollow(rec, { state: 'done' });

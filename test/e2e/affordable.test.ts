@@ -8,7 +8,7 @@ import { computeCost, worstCaseCost } from '../../src/billing/cost.js';
 import { exactPromptBound } from '../../src/billing/exact-prompt.js';
 import { RATE_ONE } from '../../src/billing/money.js';
 import { loadPriceTable, type ModelPrice } from '../../src/billing/price-table.js';
-import { createChild } from '../support/accounts.js';
+import { createChild, loadedByName } from '../support/accounts.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { promptTokens, textChars } from '../support/mock-http.js';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
@@ -54,7 +54,7 @@ function english(chars: number): string {
 describe('a burst on a small balance', () => {
   it('admits about what $2 affords (not a quarter of it), never below zero, ledger exact', async () => {
     const key = await createChild(gw, 'small', 2);
-    const account = gw.app.registry.findByName('small');
+    const account = loadedByName(gw.app, 'small');
     if (account === undefined) throw new Error('no account');
     const json = {
       model: 'gpt-4o',

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
 import { startGateway, call, type TestGateway } from '../support/gateway.js';
-import { createChild, updateChild } from '../support/accounts.js';
+import { createChild, updateChild, loadedByName } from '../support/accounts.js';
 import { liveBalance } from '../../src/accounts/cards.js';
 import { countTextTokens } from '../../src/billing/token-count.js';
 
@@ -30,7 +30,7 @@ afterAll(async () => {
 beforeEach(() => mock.reset());
 
 function account(name: string) {
-  const a = gw.app.registry.findByName(name);
+  const a = loadedByName(gw.app, name);
   if (a === undefined) throw new Error(`no account ${name}`);
   return a;
 }
@@ -320,7 +320,8 @@ describe('durability', () => {
     await Promise.all([1, 2, 3, 4, 5].map(() => gw.client(key).chat.completions.create(chat())));
     const used = account('durable').creditUsed;
     gw = await gw.restart();
-    const a = account('durable');
+    // Not in memory after a restart: read from the store on first use.
+    const a = (await gw.app.accounts.byName('durable'))!;
     expect(a.creditUsed).toBe(used);
     expect(a.requests).toBe(5);
     expect(liveBalance(a.cards, Date.now())).toBe(10_000_000 - used);

@@ -6,7 +6,7 @@
 // scrape has, so a renamed metric fails here.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createChild, updateChild } from '../support/accounts.js';
+import { createChild, updateChild, loadedByName } from '../support/accounts.js';
 import { ROOT_KEY, call, startGateway, type TestGateway } from '../support/gateway.js';
 import { startMockUpstream, waitFor, type MockUpstream } from '../support/mock-upstream.js';
 
@@ -95,7 +95,7 @@ describe('operator metrics from real traffic', () => {
     // A request waiting for upstream holds its reservation: scraped while it waits.
     for (const k of [K1, K2]) mock.setKey(k, { kind: 'slow', delayMs: 800 });
     const waiting = client.chat.completions.create(chat());
-    await waitFor(() => gw.app.registry.findByName('metrics-alice')!.reserved > 0);
+    await waitFor(() => loadedByName(gw.app, 'metrics-alice')!.reserved > 0);
     const during = parse(await scrape(gw));
     reservedWhileWaiting = {
       scraped: total(during, 'proxyxai_reserved_micros'),

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { foldKey } from '../../src/accounts/account-rules.js';
 import { openSqliteSource } from '../../src/cli/sqlite-source.js';
 import { verifyCopy } from '../../src/cli/verify-copy.js';
 import { openStore, type Store } from '../../src/store/store.js';
@@ -167,6 +168,10 @@ describe.runIf(TEST_STORE === 'sqlite')('migrate-to-postgres', () => {
       const source = await withStore({ kind: 'sqlite', dataDir: src.t.gw.dataDir }, dump);
       const target = await withStore({ kind: 'postgres', connection: db.connection }, dump);
       expect(target).toEqual(source);
+      // The lookup keys (migration 0009) came along, and are the fold of each Name and E-mail.
+      type Named = { name: string; email: string; name_key: string; email_key: string };
+      for (const a of target.accounts as Named[])
+        expect([a.name_key, a.email_key], a.name).toEqual([foldKey(a.name), foldKey(a.email)]);
       expect(source.objects.map((o) => (o as { id: string }).id).sort()).toEqual([src.gone, src.kept].sort());
 
       // The report: one line per table with its rows, the totals, what was verified.
@@ -324,8 +329,19 @@ describe.runIf(TEST_STORE === 'sqlite')('migrate-to-postgres', () => {
     'the verification names what differs between the SQLite store and a copy',
     async () => {
       const src = await sqliteDeployment();
+      // An E-mail holding a NUL (SQLite keeps it, the copy stores U+FFFD), and so its key: not a
+      // difference.
+      const nul = 'bo\u0000bby@example.com';
+      await withStore({ kind: 'sqlite', dataDir: src.t.gw.dataDir }, (s) =>
+        s.db
+          .updateTable('accounts')
+          .set({ email: nul, email_key: foldKey(nul) })
+          .where('name', '=', 'bobby')
+          .execute(),
+      );
       const db = await createTestDatabase();
-      expect((await migrate({ DATA_DIR: src.t.gw.dataDir, POSTGRES_DSN: db.dsn })).code).toBe(0);
+      const run = await migrate({ DATA_DIR: src.t.gw.dataDir, POSTGRES_DSN: db.dsn });
+      expect(run.code, run.stderr).toBe(0);
       const alice = src.t.account('alice').id;
       const source = openSqliteSource(src.t.gw.dataDir);
       const target = await openStore({ kind: 'postgres', connection: db.connection }, silent);
@@ -358,6 +374,12 @@ describe.runIf(TEST_STORE === 'sqlite')('migrate-to-postgres', () => {
           .set({ ciphertext: 'v1.AAAA' })
           .where('id', '=', 1)
           .execute();
+        // An account's lookup key that no longer matches its E-mail: it could not be found by it.
+        await target.db
+          .updateTable('accounts')
+          .set({ email_key: 'someone@else.example' })
+          .where('id', '=', alice)
+          .execute();
         const v = await verifyCopy(source.db, target.db, tables, now);
         const n = source.count('usage_records');
         expect(v.differences).toEqual(
@@ -367,6 +389,7 @@ describe.runIf(TEST_STORE === 'sqlite')('migrate-to-postgres', () => {
               new RegExp(`^account ${alice}: balance \\d+ in SQLite, \\d+ in PostgreSQL$`),
             ),
             'upstream key 1: fingerprint or ciphertext differs',
+            `account ${alice}: email_key ${foldKey(src.t.account('alice').email)} in SQLite, someone@else.example in PostgreSQL`,
             expect.stringMatching(/^usage_records Σ cost: \d+ in SQLite, \d+ in PostgreSQL$/),
           ]),
         );

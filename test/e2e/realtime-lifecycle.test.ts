@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { liveBalance } from '../../src/accounts/cards.js';
 import { countTextTokens } from '../../src/billing/token-count.js';
 import { HIGH_WATER_BYTES } from '../../src/realtime/frame-pipe.js';
-import { createChild, updateChild } from '../support/accounts.js';
+import { createChild, updateChild, loadedByName } from '../support/accounts.js';
 import { ROOT_KEY, startGateway, type TestGateway } from '../support/gateway.js';
 import { attachMockRealtime, openRealtime, type MockRealtime } from '../support/mock-realtime.js';
 import { startMockUpstream, waitFor, type MockUpstream } from '../support/mock-upstream.js';
@@ -28,7 +28,7 @@ afterAll(async () => {
 beforeEach(() => rt.reset());
 
 function account(name: string) {
-  const a = gw.app.registry.findByName(name);
+  const a = loadedByName(gw.app, name);
   if (a === undefined) throw new Error(`no account ${name}`);
   return a;
 }

@@ -142,7 +142,7 @@ describe('shutdown', () => {
     // Settled before the store closed: the rows are there after a restart.
     const again = await own.restart();
     try {
-      const a = again.app.registry.findByName('sd-user');
+      const a = await again.app.accounts.byName('sd-user');
       const rows = await again.app.store.db
         .selectFrom('usage_records')
         .selectAll()

@@ -5,7 +5,7 @@ import { OpenAIRealtimeWS } from 'openai/realtime/ws';
 import { OpenAIRealtimeWS as BetaRealtimeWS } from 'openai/beta/realtime/ws';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { liveBalance } from '../../src/accounts/cards.js';
-import { createChild, updateChild } from '../support/accounts.js';
+import { createChild, updateChild, loadedByName } from '../support/accounts.js';
 import { ROOT_KEY, startGateway, type TestGateway } from '../support/gateway.js';
 import {
   AUDIO_USAGE,
@@ -34,7 +34,7 @@ afterAll(async () => {
 beforeEach(() => rt.reset());
 
 function account(name: string) {
-  const a = gw.app.registry.findByName(name);
+  const a = loadedByName(gw.app, name);
   if (a === undefined) throw new Error(`no account ${name}`);
   return a;
 }

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
 import { call, startGateway, type TestGateway } from '../support/gateway.js';
-import { createChild } from '../support/accounts.js';
+import { createChild, loadedByName } from '../support/accounts.js';
 
 const K1 = 'sk-upstream-log-aaaaaaaaaaaaaaaaaaaa0001';
 let mock: MockUpstream;
@@ -45,7 +45,7 @@ async function logs(key: string, query = ''): Promise<{ status: number; rows: Ro
 }
 
 function id(name: string): number {
-  const a = gw.app.registry.findByName(name);
+  const a = loadedByName(gw.app, name);
   if (a === undefined) throw new Error(name);
   return a.id;
 }

@@ -1,5 +1,7 @@
 /** Helpers for tests that need sub-accounts: create and update them through the real API. */
 import { expect } from 'vitest';
+import type { Account } from '../../src/accounts/account.js';
+import type { AccountRegistry } from '../../src/accounts/account-registry.js';
 import { call, type TestGateway } from './gateway.js';
 
 export async function createChild(
@@ -24,4 +26,13 @@ export async function updateChild(
   body: Record<string, unknown>,
 ): Promise<Response> {
   return call(gw, `/x-users/${encodeURIComponent(name)}`, { method: 'PUT', body });
+}
+
+/**
+ * The in-memory object of an account this test made (it stays loaded while the test runs: the
+ * registry keeps far more accounts than a test makes). Sync, for assertions on live state.
+ */
+export function loadedByName(app: { registry: AccountRegistry }, name: string): Account | undefined {
+  for (const a of app.registry.all()) if (a.name === name) return a;
+  return undefined;
 }

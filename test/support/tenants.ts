@@ -5,7 +5,7 @@
 import OpenAI, { toFile } from 'openai';
 import { startMockUpstream, type MockUpstream, type MockUpstreamOptions } from './mock-upstream.js';
 import { startGateway, removeDir, type TestGateway } from './gateway.js';
-import { createChild } from './accounts.js';
+import { createChild, loadedByName } from './accounts.js';
 import type { Account } from '../../src/accounts/account.js';
 
 export const KEY_A = 'sk-upstream-org-a-aaaaaaaaaaaaaaaaaaaa01';
@@ -59,13 +59,15 @@ export async function startTenants(
     },
     client: (name) => t.gw.client(t.key(name)),
     account(name) {
-      const a = t.gw.app.registry.findByName(name);
+      const a = loadedByName(t.gw.app, name);
       if (a === undefined) throw new Error(`no account ${name}`);
       return a;
     },
     upstreamCallsFor: (id) => mock.requests.filter((r) => r.path.includes(id)).length,
     async restart(env = {}) {
       t.gw = await t.gw.restart({ OPENAI_API_BASE: mock.url, ...opts.env, ...env });
+      // Accounts are read on first use after a restart: load the tenants for `account(name)`.
+      for (const name of Object.keys(keys)) await t.gw.app.accounts.byName(name);
     },
     async stop() {
       await t.gw.stop();

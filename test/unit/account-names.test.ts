@@ -1,20 +1,8 @@
 // Names in any script (issue 13): what a Name may contain, its stored form (NFC), and the key under
-// which Names and E-mails are unique and looked up (NFKC + case folding in every script).
+// which Names and E-mails are unique and looked up (NFKC + case folding in every script). The
+// lookups themselves, over the store's folded columns, are in account-cache.test.ts.
 import { describe, expect, it } from 'vitest';
-import type { Account } from '../../src/accounts/account.js';
 import { foldKey, nameProblem, normalizeName } from '../../src/accounts/account-rules.js';
-import { AccountRegistry } from '../../src/accounts/account-registry.js';
-
-function account(id: number, name: string, email: string): Account {
-  return {
-    id,
-    parentId: null,
-    name,
-    email,
-    keyHash: `hash-${id}`,
-    childIds: new Set(),
-  } as unknown as Account;
-}
 
 describe('nameProblem', () => {
   it.each([
@@ -87,42 +75,5 @@ describe('foldKey', () => {
     ['abcd', 'abce'],
   ])('%s and %s are different keys', (a, b) => {
     expect(foldKey(a)).not.toBe(foldKey(b));
-  });
-});
-
-describe('AccountRegistry lookups by folded Name and E-mail', () => {
-  it('finds an account by any case or normal form of its Name and E-mail', () => {
-    const reg = new AccountRegistry();
-    const jose = account(1, 'José', 'José@Example.com');
-    const zh = account(2, '测试账号', 'ceshi@example.com');
-    reg.add(jose);
-    reg.add(zh);
-    expect(reg.findByName('JOSÉ')).toBe(jose);
-    expect(reg.findByName('jose\u0301')).toBe(jose);
-    expect(reg.findByEmail('josé@example.COM')).toBe(jose);
-    expect(reg.resolve('测试账号')).toBe(zh);
-    expect(reg.resolve('ＣＥＳＨＩ@example.com')).toBe(zh);
-    expect(reg.findByName('测试帐号')).toBeUndefined();
-  });
-
-  it('re-indexes a rename and forgets a removed account without touching another holder of the key', () => {
-    const reg = new AccountRegistry();
-    const a = account(1, 'ΟΔΟΣ', 'a@example.com');
-    reg.add(a);
-    expect(reg.findByName('οδοσ')).toBe(a);
-    const old = { name: a.name, email: a.email, keyHash: a.keyHash };
-    a.name = '道路名字';
-    reg.reindex(a, old);
-    expect(reg.findByName('οδοσ')).toBeUndefined();
-    expect(reg.findByName('道路名字')).toBe(a);
-    // A stale object under the same key (loaded twice) must not unindex the live one.
-    const stale = account(1, '道路名字', 'a@example.com');
-    const live = account(1, '道路名字', 'a@example.com');
-    const reg2 = new AccountRegistry();
-    reg2.add(stale);
-    reg2.add(live);
-    reg2.remove(stale);
-    expect(reg2.findByName('道路名字')).toBe(live);
-    expect(reg2.get(1)).toBe(live);
   });
 });

@@ -8,7 +8,8 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AccountRegistry } from '../../src/accounts/account-registry.js';
 import type { Account } from '../../src/accounts/account.js';
-import { loadAccounts } from '../../src/accounts/load-accounts.js';
+import { AccountLoader } from '../../src/accounts/account-loader.js';
+import { loadRoot } from '../../src/accounts/load-accounts.js';
 import { RateLimiter } from '../../src/accounts/rate-limiter.js';
 import { Calendar } from '../../src/billing/calendar.js';
 import { Meter } from '../../src/billing/meter.js';
@@ -95,8 +96,15 @@ async function startNode(heartbeat = { intervalMs: 100, deadAfterMs: 5_000 }): P
     directory: new RedisObjectDirectory(cluster.redis),
   });
   const calendar = new Calendar('UTC');
-  const accounts = new AccountRegistry();
-  await loadAccounts(store.db, accounts, calendar.periodOf(Date.now()));
+  const registry = new AccountRegistry();
+  await loadRoot(store.db, registry, calendar.periodOf(Date.now()));
+  const accounts = new AccountLoader({
+    db: store.db,
+    registry,
+    writer,
+    period: () => calendar.periodOf(Date.now()),
+  });
+  await accounts.load([ALICE]);
   const meter = new Meter(prices, calendar, new RateLimiter(), writer, { maxOutputTokensCap: 1_000 });
   const pool = new KeyPool(
     createKeyRepository(store.db),
@@ -136,12 +144,12 @@ async function startNode(heartbeat = { intervalMs: 100, deadAfterMs: 5_000 }): P
     cluster,
     writer,
     objects,
-    accounts,
+    accounts: registry,
     meter,
     pool,
     upstream,
     follower,
-    alice: () => accounts.get(ALICE)!,
+    alice: () => registry.get(ALICE)!,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -165,6 +173,8 @@ async function insertAlice(): Promise<void> {
       parent_id: null,
       name: 'alice',
       email: 'alice@example.com',
+      name_key: 'alice',
+      email_key: 'alice@example.com',
       alias: 'alice',
       billing_email: null,
       key_hash: 'hash-alice',

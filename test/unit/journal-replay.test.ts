@@ -19,7 +19,7 @@ import { encodeEntry, type SettlementEntry } from '../../src/journal/settlement-
 import type { LedgerRow, UsageRow } from '../../src/store/batch-sink.js';
 import { openStore, type Store } from '../../src/store/store.js';
 import type { ObjectRecord } from '../../src/tenancy/object-registry.js';
-import { createChild } from '../support/accounts.js';
+import { createChild, loadedByName } from '../support/accounts.js';
 import { ROOT_KEY, startGateway, type TestGateway } from '../support/gateway.js';
 import { startMockUpstream, type MockUpstream } from '../support/mock-upstream.js';
 import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
@@ -216,7 +216,7 @@ describe('replayJournal', () => {
     const report = await replayJournal({
       journal,
       db: store.db,
-      account: (id) => (id === 5 ? a : undefined),
+      account: (id) => Promise.resolve(id === 5 ? a : undefined),
       meter: h.meter,
       follows: {
         openFollows: () => Promise.resolve([batch, other]),
@@ -252,7 +252,7 @@ describe('replayJournal', () => {
         dropRecovered: () => void calls.push('dropped'),
       },
       db: store.db,
-      account: () => undefined,
+      account: () => Promise.resolve(undefined),
       meter: harness().meter,
       follows: { openFollows: () => Promise.resolve([]), setFollow: () => undefined },
       flush: () => {
@@ -283,7 +283,7 @@ describe('a data directory copied between two flushes (what kill -9 leaves)', ()
   }
 
   async function books(gw: TestGateway, name: string) {
-    const a = gw.app.registry.findByName(name)!;
+    const a = (await gw.app.accounts.byName(name))!;
     const db = gw.app.store.db;
     const ledger = await db.selectFrom('ledger').select('amount').where('account_id', '=', a.id).execute();
     const usage = await db
@@ -322,7 +322,7 @@ describe('a data directory copied between two flushes (what kill -9 leaves)', ()
     await gw
       .client(ROOT_KEY)
       .chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'r' }] });
-    const a = gw.app.registry.findByName('alice')!;
+    const a = loadedByName(gw.app, 'alice')!;
     expect(a.creditUsed).toBeGreaterThan(0);
     // Every settlement is in memory and in the journal, none in the store.
     expect(await gw.app.store.db.selectFrom('usage_records').selectAll().execute()).toEqual([]);

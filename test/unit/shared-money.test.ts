@@ -28,6 +28,8 @@ async function account(
       parent_id: null,
       name: `acct${id}`,
       email: `a${id}@example.com`,
+      name_key: `acct${id}`,
+      email_key: `a${id}@example.com`,
       alias: `a${id}`,
       billing_email: null,
       key_hash: `hash${id}`,

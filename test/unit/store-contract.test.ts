@@ -56,6 +56,7 @@ describe.each(storeBackends())('$name store', (backend) => {
       '0006_follow_claims',
       '0007_instance_mode',
       '0008_request_log',
+      '0009_folded_names',
     ]);
     await db
       .insertInto('ledger')
@@ -64,7 +65,7 @@ describe.each(storeBackends())('$name store', (backend) => {
     const again = (await opened.reopen()).db;
     expect(
       (await sql<{ n: number }>`select count(*) as n from kysely_migration`.execute(again)).rows,
-    ).toEqual([{ n: 8 }]);
+    ).toEqual([{ n: 9 }]);
     expect(await again.selectFrom('ledger').select(['id', 'amount']).execute()).toEqual([
       { id: 1, amount: 5 },
     ]);

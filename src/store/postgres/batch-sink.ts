@@ -30,6 +30,8 @@ const ACCOUNT: Columns<AccountRow> = [
   ['parent_id', 'int4'],
   ['name', 'text'],
   ['email', 'text'],
+  ['name_key', 'text'],
+  ['email_key', 'text'],
   ['alias', 'text'],
   ['billing_email', 'text'],
   ['key_hash', 'text'],

@@ -16,7 +16,7 @@ import { connectFailure, createPool, type PoolOptions } from './driver.js';
 import { describeConnection, type PostgresConnection } from './dsn.js';
 import { createPostgresInstances } from './instances.js';
 
-const postgresCaps: DialectCaps = {
+export const postgresCaps: DialectCaps = {
   // BY DEFAULT, not ALWAYS: account ids are allocated by the registry and inserted explicitly.
   autoId: (c) => c.primaryKey().generatedByDefaultAsIdentity(),
   bigint: 'bigint',

@@ -15,6 +15,8 @@ const ACCOUNT_COLUMNS = [
   'parent_id',
   'name',
   'email',
+  'name_key',
+  'email_key',
   'alias',
   'billing_email',
   'key_hash',

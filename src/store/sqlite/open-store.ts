@@ -17,7 +17,7 @@ import type { Store } from '../store.js';
 import { createSqliteBatchSink, inlineRunner, SQLITE_BATCH_STATEMENTS } from './batch-sink.js';
 import { SqliteWriteThread } from './write-thread.js';
 
-const sqliteCaps: DialectCaps = {
+export const sqliteCaps: DialectCaps = {
   autoId: (c) => c.primaryKey().autoIncrement(),
   bigint: 'integer',
   // SQLite compares text bytewise (BINARY) by default: nothing to add.
