@@ -3,8 +3,9 @@
  * ACCOUNTS sub-accounts in its embedded store (default 1,000,000) against 100.
  *
  * 1. Two stores, `small` (100 sub-accounts) and `large` (ACCOUNTS): the benchmark's funded
- *    sub-account made through POST /x-users, the rest filler rows inserted straight into SQLite
- *    (random key hashes: they never authenticate).
+ *    sub-account made through POST /x-users, the rest filler rows inserted straight into the store
+ *    (random key hashes: they never authenticate). The embedded SQLite store by default;
+ *    `STORE=shared`: PostgreSQL + Redis (bench/lib/accounts-store.ts).
  * 2. Each gateway starts (`npm start`'s flags, pinned like in `npm run bench`): the time from spawn
  *    to an answering /healthz (it listens once the store is loaded), its RSS and V8 heap then.
  * 3. JSON load at 64 connections with the funded sub-account's key, ROUNDS rounds of DURATION s,
@@ -25,7 +26,6 @@ import { CPU_PROXY, log } from './lib/context.js';
 import {
   createSubAccount,
   heapStats,
-  insertFillerAccounts,
   metricValue,
   REPO_ROOT,
   startGateway,
@@ -33,6 +33,7 @@ import {
   storedCounts,
   type Gateway,
 } from './lib/gateway.js';
+import { openBenchStore, type BenchStore, type StoreKind } from './lib/accounts-store.js';
 import { JSON_BODY, jsonLoad, type Target } from './lib/load.js';
 import { cpuMicros, installCleanup, memInfo, stopProc, tempDir } from './lib/procs.js';
 import { median, round } from './lib/stats.js';
@@ -43,9 +44,12 @@ const DURATION = Number(process.env['DURATION'] ?? 8);
 const FLOOD = Number(process.env['FLOOD'] ?? 20_000);
 /** Distinct keys of the second flood, each tried many times. */
 const REPEATED_KEYS = 200;
+/** `sqlite` (the embedded store) or `shared` (PostgreSQL + Redis). */
+const STORE: StoreKind = process.env['STORE'] === 'shared' ? 'shared' : 'sqlite';
 
 interface Sized {
   readonly label: string;
+  readonly store: BenchStore;
   readonly accounts: number;
   readonly fillS: number;
   readonly readyS: number;
@@ -60,14 +64,15 @@ interface Sized {
 
 async function setUp(label: string, accounts: number, mockUrl: string, logDir: string): Promise<Sized> {
   const dataDir = tempDir(`proxyxai-accounts-${label}-`);
-  const base = { dataDir, mockUrl, cpu: CPU_PROXY, logDir };
+  const store = await openBenchStore(STORE, dataDir);
+  const base = { dataDir, mockUrl, cpu: CPU_PROXY, logDir, env: store.env };
   const setup = await startGateway({ ...base, name: `gateway-${label}-setup` });
   const sub = await createSubAccount(setup, `bench${label}`);
   await stopGateway(setup);
   const t0 = performance.now();
-  insertFillerAccounts(dataDir, accounts - 1);
+  await store.fill(accounts - 1);
   const fillS = (performance.now() - t0) / 1000;
-  const stored = storedCounts(dataDir).accounts - 1;
+  const stored = STORE === 'sqlite' ? storedCounts(dataDir).accounts - 1 : await store.count();
   const t1 = performance.now();
   const gw = await startGateway({ ...base, name: `gateway-${label}` });
   const readyS = (performance.now() - t1) / 1000;
@@ -79,6 +84,7 @@ async function setUp(label: string, accounts: number, mockUrl: string, logDir: s
   );
   return {
     label,
+    store,
     accounts: stored,
     fillS,
     readyS,
@@ -168,7 +174,10 @@ async function main(): Promise<void> {
     }
   }
   const afterKb = memInfo(large.gw.proc.pid).rssKb;
-  for (const s of [small, large]) await stopGateway(s.gw);
+  for (const s of [small, large]) {
+    await stopGateway(s.gw);
+    await s.store.close();
+  }
   await stopProc(mock);
 
   const cpuRatio = median(pairs);
@@ -201,6 +210,7 @@ async function main(): Promise<void> {
   const out = {
     date: new Date().toISOString(),
     node: process.version,
+    store: STORE,
     accounts: ACCOUNTS,
     rounds: ROUNDS,
     durationS: DURATION,
@@ -209,7 +219,11 @@ async function main(): Promise<void> {
     largeRssAfterLoadMB: round(afterKb / 1024, 1),
     targets,
   };
-  const file = join(REPO_ROOT, 'bench/results', `${new Date().toISOString().slice(0, 10)}-accounts.json`);
+  const file = join(
+    REPO_ROOT,
+    'bench/results',
+    `${new Date().toISOString().slice(0, 10)}-accounts${STORE === 'sqlite' ? '' : `-${STORE}`}.json`,
+  );
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   process.stdout.write(
     [
