@@ -142,8 +142,12 @@ async function update(
   // On itself an account may not rename itself at all: the change answers that (403), not this.
   if (t.target !== caller) await checkUnique(deps, input, t.target);
   const plan = {
-    // The parent too: new Rates are checked against the parent's.
-    touch: [caller.id, t.target.id, ...(t.target.parentId === null ? [] : [t.target.parentId])],
+    // New Rates are checked against the parent's: it is read (and, on several instances, locked) too.
+    touch: [
+      caller.id,
+      t.target.id,
+      ...(input.rates === undefined || t.target.parentId === null ? [] : [t.target.parentId]),
+    ],
     names: input.name === undefined ? [] : [input.name],
     emails: input.email === undefined ? [] : [input.email],
     money: input.creditGranted !== undefined || input.rates !== undefined,
