@@ -202,6 +202,51 @@ describe.each(storeBackends())('$name store', (backend) => {
     expect(got[0]?.name).toBe('leaf-6');
   });
 
+  it('loses no update while accounts are evicted, revived and read again under concurrent use', async () => {
+    // Capacity 3 over 14 accounts, a flush every few milliseconds: reads of rows race with
+    // writes, objects are evicted while requests hold them between authentication and settlement,
+    // and even with state not yet written (no pinning): revival and re-reads alone keep it exact.
+    build(3, false);
+    await loadRoot(opened.store.db, registry, period());
+    const flusher = setInterval(() => void writer.flush().catch(() => undefined), 3);
+    const expected = new Map<number, number>();
+    let seed = 11;
+    const rand = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const request = async (): Promise<void> => {
+      const id = 2 + rand(14);
+      const a = await (rand(2) === 0 ? loader.byId(id) : loader.byKeyHash(`hash-${id}`));
+      if (a === undefined) throw new Error(`account ${id} not found`);
+      // Between authentication and settlement, as a request that waits for upstream.
+      await new Promise((r) => setTimeout(r, rand(4)));
+      a.creditUsed += 3;
+      a.requests++;
+      writer.markDirty(a);
+      expected.set(id, (expected.get(id) ?? 0) + 3);
+    };
+    try {
+      for (let round = 0; round < 100; round++) await Promise.all(Array.from({ length: 8 }, request));
+    } finally {
+      clearInterval(flusher);
+    }
+    await writer.flush();
+    expect(registry.evictions).toBeGreaterThan(10);
+    const rows = await opened.store.db
+      .selectFrom('accounts')
+      .select(['id', 'credit_used', 'requests'])
+      .execute();
+    for (const r of rows) {
+      const want = expected.get(r.id) ?? 0;
+      expect({ id: r.id, used: Number(r.credit_used), requests: Number(r.requests) }).toEqual({
+        id: r.id,
+        used: want,
+        requests: want / 3,
+      });
+    }
+  });
+
   it('does not load again an account deleted here and not yet written', async () => {
     const a = (await loader.byId(12))!;
     registry.remove(a);
