@@ -193,7 +193,8 @@ function errors(
   return out;
 }
 
-const AUTH: readonly ErrorName[] = ['missing_key', 'invalid_key', 'account_disabled'];
+// A key of an account not in memory is looked up in the store: a store that cannot be read is 503.
+const AUTH: readonly ErrorName[] = ['missing_key', 'invalid_key', 'account_disabled', 'store_unavailable'];
 const BODY: readonly ErrorName[] = ['invalid_json', 'invalid_body', 'invalid_value', 'body_too_large'];
 
 const allowHeader: Readonly<Record<string, HeaderObject>> = {
