@@ -44,13 +44,17 @@ describe.each(storeBackends())('$name store', (backend) => {
   let loader: AccountLoader;
   let held: Set<number>;
 
-  function build(capacity = 1000): void {
+  /** `pinning: false` evicts even accounts with unwritten state: the safety net alone must hold. */
+  function build(capacity = 1000, pinning = true): void {
     held = new Set();
     writer = new StateWriter(opened.store.batchSink, silent, {
       flushIntervalMs: 60_000,
       statsInterval: 1_000,
     });
-    registry = new AccountRegistry({ capacity, held: (a) => held.has(a.id) || writer.holds(a.id) });
+    registry = new AccountRegistry({
+      capacity,
+      held: (a) => pinning && (held.has(a.id) || writer.holds(a.id)),
+    });
     loader = new AccountLoader({ db: opened.store.db, registry, writer, period });
   }
 

@@ -233,9 +233,8 @@ export interface BatchRunner {
 
 /**
  * The sink: each batch becomes its statements on the main thread and runs, in one transaction,
- * on the runner: the writer thread (write-thread.ts) when there is a second core for it, off the
- * event loop, or `inlineRunner` on the main connection when there is not (a thread on the same
- * core only adds the hand-over's cost).
+ * on the runner: the writer thread (write-thread.ts), off the event loop, or `inlineRunner` on the
+ * main connection.
  */
 export function createSqliteBatchSink(runner: BatchRunner): BatchSink {
   return {
