@@ -63,9 +63,8 @@ export async function openSqliteStore(dataDir: string, writeThread = true): Prom
   }
   // The batched writes run on a thread of their own, on a second connection (after the
   // migrations), also on one core: the kernel then preempts a long flush instead of the event loop
-  // waiting for it (request p99 at 64 connections pinned to one core: 1.5–2× the reference's
-  // instead of 1.8–3.5×, for no measurable CPU; BENCHMARKS.md). `false` writes on the main
-  // connection.
+  // waiting for all of it (two paired runs pinned to one core favoured it; BENCHMARKS.md, "Round
+  // two: this stop"). `false` writes on the main connection.
   const runner = writeThread
     ? new SqliteWriteThread({
         file,
