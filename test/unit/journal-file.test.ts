@@ -16,7 +16,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { decodeEntries, encodeEntry, type SettlementEntry } from '../../src/journal/settlement-entry.js';
+import {
+  decodeEntries,
+  encodeEntry,
+  JOURNAL_COLUMNS,
+  type SettlementEntry,
+} from '../../src/journal/settlement-entry.js';
 import { SettlementJournal } from '../../src/journal/settlement-journal.js';
 import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
@@ -66,6 +71,74 @@ describe('journal entries', () => {
   it('read back exactly what was written, line by line', () => {
     const text = encodeEntry(entry('a')) + encodeEntry(entry('b', 5));
     expect(decodeEntries(text)).toEqual({ entries: [entry('a'), entry('b', 5)], skipped: 0 });
+  });
+
+  it('are compact: each row an array of its values in JOURNAL_COLUMNS order', () => {
+    const e = entry('a');
+    const line = encodeEntry(e);
+    const parsed = JSON.parse(line) as { v: number; rows: unknown[][] };
+    expect(parsed.v).toBe(2);
+    const row = e.rows[0]!;
+    expect([...JOURNAL_COLUMNS].sort()).toEqual(Object.keys(row).sort());
+    expect(parsed.rows[0]).toEqual(JOURNAL_COLUMNS.map((c) => row[c]));
+    expect(line.length).toBeLessThan(JSON.stringify(e).length * 0.6);
+  });
+
+  it('read back every value: awkward text, nulls and log details, several rows', () => {
+    const awkward = 'quote " backslash \\ newline \n tab \t nul \u0000 line sep \u2028 lone \ud800 emoji 🙂';
+    const base = entry('x').rows[0]!;
+    const e: SettlementEntry = {
+      account: 7,
+      at: 1_700_000_000_123,
+      rows: [
+        {
+          ...base,
+          request_id: `req_${awkward}`,
+          model: awkward,
+          path: '/v1/responses',
+          outcome: 'client-gone',
+          usage_source: 'estimate',
+          stream: 1,
+          reasoning_tokens: 12,
+          images: 2,
+          audio_ms: 1_500,
+          characters: 99,
+          rates: 2_500_000,
+          latency_ms: 1_234,
+          ttfb_ms: 56,
+          client_ip: '2001:db8::1',
+          error_code: awkward,
+        },
+        { ...base, request_id: 'req_x:gpt-4o', model: 'gpt-4o', cost: 0, latency_ms: null, ttfb_ms: null },
+      ],
+    };
+    expect(decodeEntries(encodeEntry(e))).toEqual({ entries: [{ ...e, rows: [...e.rows] }], skipped: 0 });
+  });
+
+  it('read back lines of the keyed form an earlier version wrote', () => {
+    const old = `${JSON.stringify(entry('legacy'))}\n`;
+    expect(decodeEntries(old + encodeEntry(entry('new')))).toEqual({
+      entries: [entry('legacy'), entry('new')],
+      skipped: 0,
+    });
+  });
+
+  it('skip compact lines that are not entries: wrong arity, wrong types, another account, an unknown version', () => {
+    const good = JSON.parse(encodeEntry(entry('x'))) as { rows: unknown[][] };
+    const row = good.rows[0]!;
+    const line = (rows: unknown[], extra: object = {}): string =>
+      JSON.stringify({ account: 7, at: 1_700_000_000_000, v: 2, rows, ...extra });
+    const bad = [
+      line([row.slice(1)]),
+      line([[...row, 1]]),
+      line([row.map((v, i) => (JOURNAL_COLUMNS[i] === 'cost' ? '1000' : v))]),
+      line([row.map((v, i) => (JOURNAL_COLUMNS[i] === 'cost' ? -5 : v))]),
+      line([row.map((v, i) => (JOURNAL_COLUMNS[i] === 'account_id' ? 8 : v))]),
+      line([{ ...entry('x').rows[0] }]),
+      line([row], { v: 3 }),
+    ];
+    const text = bad.map((l) => `${l}\n`).join('') + encodeEntry(entry('ok'));
+    expect(decodeEntries(text)).toEqual({ entries: [entry('ok')], skipped: bad.length });
   });
 
   it('skip a torn last line, even one that is valid JSON but lacks its newline', () => {
