@@ -10,6 +10,7 @@ import type { Account } from '../accounts/account.js';
 import type { UsersDeps } from '../admin/users-deps.js';
 import { GatewayError } from '../errors/catalogue.js';
 import { sendJson } from '../http/send-json.js';
+import { orUnavailable } from '../store/or-unavailable.js';
 import { encodeCursor, parseLogQuery, type LogFilter, type LogKey, type LogQuery } from './log-filter.js';
 import { countLog, readLogPage, type LogRow } from './log-page.js';
 import { CSV_HEADER, csvLine, logJson, type LogView } from './log-row.js';
@@ -29,12 +30,30 @@ export async function handleLogs(
       allow: 'GET, HEAD',
     });
   const query = new URL(url, 'http://gateway').searchParams;
-  const parsed = await parseLogQuery(query, req.headers.accept, caller, deps.accounts, deps.calendar);
-  // This instance's own settlements are written first, so a request just answered is listed.
-  await deps.writer.flush();
+  // A failure of the store before the answer starts is a 503 the caller may retry, not a 500; an
+  // export that fails part way can only be cut off (its status has left).
+  const prepared = await orUnavailable(
+    async () => {
+      const parsed = await parseLogQuery(query, req.headers.accept, caller, deps.accounts, deps.calendar);
+      // This instance's own settlements are written first, so a request just answered is listed.
+      await deps.writer.flush();
+      return parsed;
+    },
+    deps.log,
+    'GET /x-logs',
+  );
   const view: LogView = { caller, names: new Map(), calendar: deps.calendar };
-  if (parsed.format === 'csv') return exportCsv(deps, res, parsed, view);
+  if (prepared.format === 'csv') return exportCsv(deps, res, prepared, view);
+  return orUnavailable(() => sendPage(deps, res, prepared, query, view), deps.log, 'GET /x-logs');
+}
 
+async function sendPage(
+  deps: UsersDeps,
+  res: ServerResponse,
+  parsed: LogQuery,
+  query: URLSearchParams,
+  view: LogView,
+): Promise<void> {
   const page = await readLogPage(deps.db, parsed.filter, parsed.size, parsed.after);
   await nameRows(deps, view, page.rows);
   const headers: Record<string, string> = {

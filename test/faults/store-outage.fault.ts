@@ -62,6 +62,10 @@ it('serves within the bound, refuses past it, reports it, loses nothing to a cra
     }
   }
   expect(refusal).toEqual({ status: 503, code: 'store_unavailable' });
+  // The request log lists this instance's requests once they are written: it cannot now (503, not 500).
+  const logs = await call(gw, '/x-logs', { key, method: 'GET' });
+  expect(logs.status).toBe(503);
+  expect(((await logs.json()) as { error: { code: string } }).error.code).toBe('store_unavailable');
   // Refused once the rows reach the bound (counted from the first failed write on).
   expect(served.length).toBeGreaterThanOrEqual(BOUND / 2);
   expect(served.length).toBeLessThanOrEqual(BOUND / 2 + 5);
