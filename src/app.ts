@@ -198,6 +198,8 @@ async function composeApp(config: Config, options: AppOptions, base: Readonly<Ba
     statsInterval: config.statsInterval * 10,
     accountSnapshots: sharing === undefined,
     journal,
+    // Accounts a write released may be evicted now, not only when the next one is loaded.
+    afterWrite: () => registry.trim(),
     ...(options.maxBacklog !== undefined && { maxBacklog: options.maxBacklog }),
   });
   // Several instances: accounts change in store transactions, announced to every instance.

@@ -133,6 +133,15 @@ export class AccountRegistry {
     return this.byId.size;
   }
 
+  /**
+   * Evicts idle accounts if the cache is over its capacity. Eviction otherwise runs only when an
+   * account is added, and a burst that left every account with unwritten state (held) would keep
+   * the cache above its bound until the next load: the state writer calls this after each write.
+   */
+  trim(): void {
+    if (this.byId.size > this.opts.capacity) this.evict();
+  }
+
   /** Accounts evicted since start (a metric). */
   get evictions(): number {
     return this.evicted;

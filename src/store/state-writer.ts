@@ -73,6 +73,8 @@ export class StateWriter {
       maxBacklog?: number;
       /** The settlement journal, cut at each snapshot and trimmed once the snapshot is written. */
       journal?: JournalCuts | undefined;
+      /** Called after each successful write, once its accounts are no longer held for it. */
+      afterWrite?: (() => void) | undefined;
     },
   ) {}
 
@@ -202,6 +204,7 @@ export class StateWriter {
       this.writingObjects = new Map();
       this.writing = new Set();
     }
+    this.opts.afterWrite?.();
   }
 
   private snapshot(): Snapshot {

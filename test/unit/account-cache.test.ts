@@ -50,6 +50,8 @@ describe.each(storeBackends())('$name store', (backend) => {
     writer = new StateWriter(opened.store.batchSink, silent, {
       flushIntervalMs: 60_000,
       statsInterval: 1_000,
+      // As the app wires it: a write lets the cache evict what it had to keep.
+      afterWrite: () => registry.trim(),
     });
     registry = new AccountRegistry({
       capacity,
@@ -150,6 +152,19 @@ describe.each(storeBackends())('$name store', (backend) => {
     expect(registry.root()).toBeDefined();
     expect(registry.get(1)).toBe(registry.root());
     expect(registry.get(3)).toBe(busy);
+  });
+
+  it('comes back within its capacity once the accounts that held it over are written', async () => {
+    build(5);
+    await loadRoot(opened.store.db, registry, period());
+    // A burst: every account is in use while the others load, then has unwritten state.
+    for (let id = 2; id <= 12; id++) held.add(id);
+    for (let id = 2; id <= 12; id++) writer.markDirty((await loader.byId(id))!);
+    held.clear();
+    expect(registry.size).toBe(12);
+    await writer.flush();
+    expect(registry.size).toBeLessThanOrEqual(5);
+    expect(registry.root()).toBeDefined();
   });
 
   it('an evicted account still referenced comes back as the same object, with what it got meanwhile', async () => {
