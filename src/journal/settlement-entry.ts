@@ -23,7 +23,12 @@ export interface SettlementEntry {
   readonly rows: readonly UsageRow[];
 }
 
-/** The values of a usage row in a compact line, in this order (never reorder: add a version). */
+/**
+ * The values of a usage row in a compact line, in this order (never reorder: add a version). The
+ * same columns in the same order as the SQLite sink's USAGE_COLUMNS today, kept apart on purpose:
+ * this list is a file format that journals already on disk depend on, that one only the order of
+ * a prepared statement's parameters, free to change.
+ */
 export const JOURNAL_COLUMNS = [
   'request_id',
   'account_id',

@@ -63,8 +63,9 @@ export async function openSqliteStore(dataDir: string, writeThread = true): Prom
   }
   // The batched writes run on a thread of their own, on a second connection (after the
   // migrations), also on one core: the kernel then preempts a long flush instead of the event loop
-  // waiting for all of it (two paired runs pinned to one core favoured it; BENCHMARKS.md, "Round
-  // two: this stop"). `false` writes on the main connection.
+  // waiting for all of it. Pinned to one core the thread costs 10–15 MB and some CPU for a shorter
+  // tail (BENCHMARKS.md, "Round two: the event-loop reading"). `false` writes on the main
+  // connection.
   const runner = writeThread
     ? new SqliteWriteThread({
         file,
