@@ -51,6 +51,8 @@ export interface GatewayOpts {
   readonly env?: Record<string, string>;
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeArgs?: readonly string[];
+  /** Another build to run (a checkout with its `dist/`): A/B comparisons. */
+  readonly root?: string;
 }
 
 /**
@@ -71,7 +73,11 @@ export async function startGateway(opts: GatewayOpts): Promise<Gateway> {
   const port = await freePort();
   const proc = startNode({
     name: opts.name,
-    args: [...startFlags(), ...(opts.nodeArgs ?? []), join(GATEWAY_ROOT, 'dist/main.js')],
+    args: [
+      ...startFlags(opts.root),
+      ...(opts.nodeArgs ?? []),
+      join(opts.root ?? GATEWAY_ROOT, 'dist/main.js'),
+    ],
     cpu: opts.cpu,
     logFile: join(opts.logDir, `${opts.name}.log`),
     env: {

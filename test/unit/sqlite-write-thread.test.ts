@@ -83,4 +83,35 @@ describe.each([
     await store.batchSink.write(batch(usage(10, 5_000)));
     expect(await count()).toBe(10);
   });
+
+  it('writes every column of the packed rows exactly, nulls and repeated strings included', async () => {
+    const rows: UsageRow[] = usage(70, 9_000).map((u, i) => ({
+      ...u,
+      model: i % 3 === 0 ? 'gpt-4o' : 'gpt-4o-mini',
+      outcome: i % 5 === 0 ? 'refused' : 'completed',
+      cost: 2 ** 52 + i,
+      stream: i % 2,
+      latency_ms: i % 4 === 0 ? null : i,
+      ttfb_ms: i % 4 === 1 ? null : 2 * i,
+      client_ip: i % 2 === 0 ? null : `10.0.0.${i}`,
+      error_code: i % 5 === 0 ? 'insufficient_quota' : null,
+    }));
+    const ledger = rows.map((u, i) => ({
+      account_id: u.account_id,
+      kind: i % 2 === 0 ? 'usage' : 'refund',
+      amount: -u.cost,
+      request_id: i === 3 ? null : u.request_id,
+      note: i % 7 === 0 ? `note "${i}" \u2028 ✓` : null,
+      created_at: u.created_at,
+    }));
+    await store.batchSink.write({ ...batch(rows), ledger });
+    const got = await store.db.selectFrom('usage_records').selectAll().orderBy('request_id').execute();
+    expect(got).toEqual(rows);
+    const led = await store.db
+      .selectFrom('ledger')
+      .select(['account_id', 'kind', 'amount', 'request_id', 'note', 'created_at'])
+      .orderBy('id')
+      .execute();
+    expect(led).toEqual(ledger);
+  });
 });

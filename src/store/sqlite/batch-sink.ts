@@ -5,10 +5,11 @@
  * quarter of the gateway's CPU), run on the writer thread (write-thread.ts) so that the
  * transaction never holds the event loop.
  */
-import type { Batch, BatchSink, LedgerRow, UsageRow } from '../batch-sink.js';
+import type { Batch, BatchSink } from '../batch-sink.js';
 import { objectConflictSet } from '../kysely-batch-sink.js';
 import type SqliteDatabase from 'better-sqlite3';
-import type { WriteOp } from './write-thread.js';
+import { isPacked, type WriteOp } from './write-thread.js';
+import { packLedger, packUsage, unpackRows } from './packed-rows.js';
 
 const ACCOUNT_COLUMNS = [
   'id',
@@ -40,7 +41,7 @@ const ACCOUNT_COLUMNS = [
   'updated_at',
 ] as const;
 
-const USAGE_COLUMNS = [
+export const USAGE_COLUMNS = [
   'request_id',
   'account_id',
   'model',
@@ -98,6 +99,7 @@ function placeholders(columns: number, rows: number): string {
 // The per-request rows (a ledger row and a usage record each) go in with positional parameters
 // (binding by name looks every column up on the row object through the V8 API) and
 // ROWS_PER_INSERT rows per statement, which saves a third of the cost of one row per statement.
+// They travel packed (packed-rows.ts), in USAGE_COLUMNS order (the packer's USAGE_SHAPE).
 const ledgerSql = (n: number): string =>
   `insert into ledger (account_id, kind, amount, request_id, note, created_at) values ${placeholders(6, n)}`;
 const usageSql = (n: number): string =>
@@ -140,61 +142,6 @@ export const SQLITE_BATCH_STATEMENTS: readonly string[] = [
   `${insertSql('objects', OBJECT_COLUMNS)} on conflict (id) do update set ${objectConflictSet(OBJECT_COLUMNS)}`,
 ];
 
-/** Rows ROWS_PER_INSERT at a time through the multi-row statement, the rest one by one. */
-function rowOps<R>(
-  ops: WriteOp[],
-  many: number,
-  one: number,
-  rows: readonly R[],
-  bind: (row: R, out: unknown[]) => void,
-): void {
-  let i = 0;
-  for (; i + ROWS_PER_INSERT <= rows.length; i += ROWS_PER_INSERT) {
-    const args: unknown[] = [];
-    for (let j = i; j < i + ROWS_PER_INSERT; j++) bind(rows[j] as R, args);
-    ops.push([many, args]);
-  }
-  for (; i < rows.length; i++) {
-    const args: unknown[] = [];
-    bind(rows[i] as R, args);
-    ops.push([one, args]);
-  }
-}
-
-function bindLedger(l: LedgerRow, out: unknown[]): void {
-  out.push(l.account_id, l.kind, l.amount, l.request_id, l.note, l.created_at);
-}
-
-function bindUsage(u: UsageRow, out: unknown[]): void {
-  // Same order as USAGE_COLUMNS.
-  out.push(
-    u.request_id,
-    u.account_id,
-    u.model,
-    u.path,
-    u.day,
-    u.prompt_tokens,
-    u.cached_tokens,
-    u.completion_tokens,
-    u.cost,
-    u.status,
-    u.outcome,
-    u.attempts,
-    u.usage_source,
-    u.created_at,
-    u.stream,
-    u.reasoning_tokens,
-    u.images,
-    u.audio_ms,
-    u.characters,
-    u.rates,
-    u.latency_ms,
-    u.ttfb_ms,
-    u.client_ip,
-    u.error_code,
-  );
-}
-
 /** One batch as the statements of its transaction, in order. */
 export function batchOps(b: Batch): WriteOp[] {
   const ops: WriteOp[] = [];
@@ -213,8 +160,8 @@ export function batchOps(b: Batch): WriteOp[] {
       ]);
     }
   }
-  rowOps(ops, S.ledgerMany, S.ledgerOne, b.ledger, bindLedger);
-  rowOps(ops, S.usageMany, S.usageOne, b.usage, bindUsage);
+  if (b.ledger.length > 0) ops.push(packLedger(b.ledger, S.ledgerMany, S.ledgerOne, ROWS_PER_INSERT));
+  if (b.usage.length > 0) ops.push(packUsage(b.usage, S.usageMany, S.usageOne, ROWS_PER_INSERT));
   for (const d of b.daily) {
     ops.push([
       S.upsertDaily,
@@ -247,8 +194,14 @@ export function inlineRunner(sqlite: SqliteDatabase.Database): BatchRunner {
   const prepared: SqliteDatabase.Statement[] = [];
   const statement = (i: number): SqliteDatabase.Statement =>
     (prepared[i] ??= sqlite.prepare(SQLITE_BATCH_STATEMENTS[i] ?? ''));
+  const runOne = (i: number, params: unknown): void => {
+    statement(i).run(params);
+  };
   const runAll = sqlite.transaction((ops: readonly WriteOp[]) => {
-    for (const [i, params] of ops) statement(i).run(params);
+    for (const op of ops) {
+      if (isPacked(op)) unpackRows(op, runOne);
+      else runOne(op[0], op[1]);
+    }
   });
   return {
     run(ops) {

@@ -5,17 +5,33 @@
  * held the event loop ≈ 9 ms (up to 25 ms): the gateway's own share of its latency tail.
  *
  * The main thread still decides everything: it turns the batch into a list of (statement,
- * parameters) pairs (batch-sink.ts) and hands them over; the thread only runs them, in order, in
- * one transaction, and says whether it committed. WAL lets the main connection read meanwhile;
+ * parameters) pairs and packed per-request rows (batch-sink.ts, packed-rows.ts) and hands them
+ * over; the thread only runs them, in order, in one transaction, and says whether it committed. WAL lets the main connection read meanwhile;
  * its own rare writes (keys, the sub-account API) wait for the lock like any second writer.
  *
  * The worker's code is a string (run with `eval`): it needs nothing but the driver, so it runs
  * the same from compiled `dist/` and from TypeScript sources under the test runner.
  */
 import { Worker } from 'node:worker_threads';
+import { unpackRows, type PackedRows } from './packed-rows.js';
 
-/** One statement to run: its index in the statement table, and its parameters. */
-export type WriteOp = readonly [statement: number, params: unknown];
+/**
+ * One statement to run (its index in the statement table, and its parameters), or rows packed for
+ * one (packed-rows.ts).
+ */
+export type WriteOp = readonly [statement: number, params: unknown] | PackedRows;
+
+export function isPacked(op: WriteOp): op is PackedRows {
+  return !Array.isArray(op);
+}
+
+/**
+ * The thread connection's page cache. better-sqlite3 builds SQLite with 16 MB per connection; this
+ * one only appends rows and updates index leaves: with 4 MB, 1,000-row batches over 1 to 20,000
+ * accounts were written within 5 % as fast (BENCHMARKS.md, "Round two"), and the gateway's peak
+ * under the benchmark's load is ≈ 7 MB lower (the memory target is 150 MB).
+ */
+const WRITER_CACHE_KIB = 4_000;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -26,12 +42,15 @@ db.pragma('journal_mode = WAL');
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
 db.pragma('foreign_keys = ON');
+db.pragma('cache_size = -' + workerData.cacheKib);
 const prepared = [];
 const statement = (i) => prepared[i] || (prepared[i] = db.prepare(workerData.statements[i]));
+const runOne = (i, params) => { statement(i).run(params); };
+${unpackRows.toString()}
 const runAll = db.transaction((ops) => {
-  for (const [i, params] of ops) {
-    if (Array.isArray(params)) statement(i).run(params);
-    else statement(i).run(params);
+  for (const op of ops) {
+    if (Array.isArray(op)) runOne(op[0], op[1]);
+    else unpackRows(op, runOne);
   }
 });
 parentPort.on('message', (m) => {
@@ -92,7 +111,14 @@ export class SqliteWriteThread {
       // Held only while a write is on its way: an idle thread never keeps the process alive,
       // and the last flush at shutdown is never abandoned.
       if (this.waiting.size === 1) worker.ref();
-      worker.postMessage({ id, ...message });
+      // The packed rows' arrays move to the thread instead of being copied.
+      const transfer: ArrayBuffer[] = [];
+      if ('ops' in message) {
+        for (const op of message.ops) {
+          if (isPacked(op)) transfer.push(op.nums.buffer as ArrayBuffer, op.idx.buffer as ArrayBuffer);
+        }
+      }
+      worker.postMessage({ id, ...message }, transfer);
     });
   }
 
@@ -105,6 +131,7 @@ export class SqliteWriteThread {
         driver: this.opts.driver,
         base: this.opts.base,
         statements: this.opts.statements,
+        cacheKib: WRITER_CACHE_KIB,
       },
     });
     worker.unref();
