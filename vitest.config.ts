@@ -11,7 +11,7 @@ export default defineConfig(async (): Promise<ViteUserConfig> => {
   const postgres = adminUrl !== undefined && (await unreachableReason(adminUrl)) === undefined;
   const shared = {
     globalSetup: ['test/support/postgres-global-setup.ts'],
-    setupFiles: ['test/support/postgres-file-setup.ts'],
+    setupFiles: ['test/support/file-setup.ts'],
   };
   return {
     test: {

@@ -13,7 +13,7 @@ export default defineConfig({
     // a kill between two flushes, Redis restarted empty, PostgreSQL away 30 s (also in npm test).
     include: ['test/faults/**/*.fault.ts', 'test/e2e/shutdown.test.ts', 'test/e2e/cluster-processes.test.ts'],
     globalSetup: ['test/support/postgres-global-setup.ts'],
-    setupFiles: ['test/support/postgres-file-setup.ts'],
+    setupFiles: ['test/support/file-setup.ts'],
     testTimeout: 600_000,
     hookTimeout: 60_000,
     pool: 'forks',

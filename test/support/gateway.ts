@@ -4,15 +4,14 @@
  * In the `postgres` project (PROXYXAI_TEST_STORE=postgres) every gateway gets a fresh PostgreSQL
  * schema as POSTGRES_DSN, kept across its restarts and dropped when the test file ends.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import OpenAI from 'openai';
 import { buildApp, type App, type AppOptions } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import { watchOpenApi, type OpenApiWatch } from './openapi-check.js';
 import { createTestDatabase, type TestDatabase } from './test-databases.js';
+import { fileTempDir } from './temp-dirs.js';
 
 export const ROOT_KEY = 'sk-Xvs' + 'R'.repeat(20) + 'oot0123456789abcdefghijkl';
 
@@ -40,7 +39,7 @@ export async function startGateway(
   env: Record<string, string>,
   opts: { dataDir?: string; database?: TestDatabase | undefined; app?: AppOptions } = {},
 ): Promise<TestGateway> {
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'proxyxai-test-'));
+  const dataDir = opts.dataDir ?? fileTempDir('proxyxai-test-');
   const database =
     opts.database ??
     (TEST_STORE === 'postgres' && env['POSTGRES_DSN'] === undefined ? await createTestDatabase() : undefined);

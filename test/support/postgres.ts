@@ -4,7 +4,7 @@
  *
  * Every database a run creates is named `proxyxai_test_h<host>p<pid>_<run>_<project>_<random>`
  * (host: a hash of this machine's name; pid: the vitest process). Each test file drops the one it
- * created when it ends (test/support/postgres-file-setup.ts); the run's global teardown drops every
+ * created when it ends (test/support/file-setup.ts); the run's global teardown drops every
  * database with its prefix (the safety net for a crashed worker). A run killed outright leaves its
  * databases behind: the next run on this machine drops those whose vitest process is gone. No
  * other database is ever touched.

@@ -2,7 +2,7 @@
  * Fresh, isolated PostgreSQL storage for the tests of one file. The file gets one database of
  * its own (created on first use, ~0.3 s); each store or gateway gets a fresh schema in it
  * (milliseconds), reached through the DSN's `search_path`. The file's `afterAll`
- * (postgres-file-setup.ts) drops the database with FORCE, so a gateway a failing test never
+ * (file-setup.ts) drops the database with FORCE, so a gateway a failing test never
  * stopped cannot keep it alive; the run's global teardown drops whatever is still left.
  */
 import { randomBytes } from 'node:crypto';

@@ -1,6 +1,6 @@
 // Unit tests of the price table: the shipped config/prices.json, validation messages, model-name resolution
 // and the default-price env parsing.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,11 +14,12 @@ import {
   parsePriceTable,
   type ModelPrice,
 } from '../../src/billing/price-table.js';
+import { fileTempDir } from '../support/temp-dirs.js';
 
 const SHIPPED = fileURLToPath(new URL('../../config/prices.json', import.meta.url));
 
 function writeTable(json: unknown): string {
-  const dir = mkdtempSync(join(tmpdir(), 'prices-'));
+  const dir = fileTempDir('prices-');
   const path = join(dir, 'prices.json');
   writeFileSync(path, typeof json === 'string' ? json : JSON.stringify(json));
   return path;
