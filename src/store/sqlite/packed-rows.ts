@@ -1,9 +1,9 @@
 /**
  * The per-request rows of a batch (a usage record and a ledger row per request), packed for the
  * writer thread: numbers in a Float64Array and strings as indexes into one string table, both
- * arrays moved to the thread without a copy. Handing the same rows over as arrays of values cost
- * ≈ 1.3 µs per row to serialize on the event loop and ≈ 1.6 µs to read back on the thread (the
- * structured clone walks every value); packed, ≈ 0.5 and ≈ 0.7 µs (BENCHMARKS.md, "Round two").
+ * arrays moved to the thread without a copy. Handed over as arrays of values (the structured clone
+ * walks every value), a request's two rows cost ≈ 1.1 µs of the event loop and ≈ 1.0 µs of the
+ * thread; packed, ≈ 0.4 and ≈ 0.4 µs (`npm run bench:handover`).
  *
  * A row's parameters are written in the order of its statement's columns, and `shape` says for
  * each parameter whether it is the next number (`n`) or the next string (`s`): the thread rebuilds
