@@ -15,6 +15,10 @@ export function scrubKeys(text: string): string {
 function scrub(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return scrubKeys(value);
   if (depth > 6 || typeof value !== 'object' || value === null) return value;
+  // The log formatter runs before pino's serializers, and an error's message and stack are not
+  // enumerable: copied field by field, every logged error was `{}`. Serialized here (type,
+  // message, stack, cause and its own fields such as `code`), then masked like the rest.
+  if (value instanceof Error) return scrub(pino.stdSerializers.err(value), depth + 1);
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) out[k] = scrub(v, depth + 1);
@@ -37,7 +41,9 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       ],
       censor: '[redacted]',
     },
-    serializers: { err: pino.stdSerializers.err },
+    // Errors are serialized by `scrub` in the log formatter, which pino runs first; its own `err`
+    // serializer would take the result for an error again and name its type "Object".
+    serializers: { err: (value: unknown) => value },
     formatters: {
       log: (obj) => scrub(obj, 0) as Record<string, unknown>,
     },
