@@ -34,7 +34,10 @@ class Packer {
   readonly nums: Float64Array;
   readonly idx: Int32Array;
 
-  constructor(rows: number, shape: string) {
+  constructor(
+    private readonly rows: number,
+    private readonly shape: string,
+  ) {
     let numbers = 0;
     for (let i = 0; i < shape.length; i++) if (shape.charCodeAt(i) === 110) numbers++;
     this.nums = new Float64Array(rows * numbers);
@@ -62,6 +65,12 @@ class Packer {
   /** A string unique to its row (a request id): no lookup. */
   uniq(v: string | null): void {
     this.idx[this.s++] = v === null ? -1 : this.strs.push(v) - 1;
+  }
+
+  /** The rows packed, for the statements that take them. */
+  done(many: number, one: number, perStatement: number): PackedRows {
+    const { shape, rows: count, nums, idx, strs } = this;
+    return { many, one, perStatement, shape, count, nums, idx, strs };
   }
 }
 
@@ -101,16 +110,7 @@ export function packUsage(
     p.str(u.client_ip);
     p.str(u.error_code);
   }
-  return {
-    many,
-    one,
-    perStatement,
-    shape: USAGE_SHAPE,
-    count: rows.length,
-    nums: p.nums,
-    idx: p.idx,
-    strs: p.strs,
-  };
+  return p.done(many, one, perStatement);
 }
 
 /** account_id, kind, amount, request_id, note, created_at. */
@@ -131,16 +131,7 @@ export function packLedger(
     p.str(l.note);
     p.num(l.created_at);
   }
-  return {
-    many,
-    one,
-    perStatement,
-    shape: LEDGER_SHAPE,
-    count: rows.length,
-    nums: p.nums,
-    idx: p.idx,
-    strs: p.strs,
-  };
+  return p.done(many, one, perStatement);
 }
 
 /**
