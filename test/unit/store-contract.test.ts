@@ -16,6 +16,23 @@ import { newRootAccount } from '../../src/accounts/load-accounts.js';
 import { storeBackends, type OpenedStore } from '../support/stores.js';
 import { NO_LOG_DETAIL } from '../../src/store/batch-sink.js';
 
+/** The indexes of `table` other than its primary key's, by name. */
+async function secondaryIndexes(
+  db: Kysely<Database>,
+  dialect: 'sqlite' | 'postgres',
+  table: string,
+): Promise<string[]> {
+  const r =
+    dialect === 'sqlite'
+      ? await sql<{ name: string }>`select name from sqlite_master where type = 'index'
+          and tbl_name = ${table} and name not like 'sqlite_autoindex%' order by name`.execute(db)
+      : await sql<{
+          name: string;
+        }>`select indexname as name from pg_indexes where schemaname = current_schema()
+          and tablename = ${table} and indexname <> ${table + '_pkey'} order by indexname`.execute(db);
+  return r.rows.map((x) => x.name);
+}
+
 const TABLES = [
   'upstream_keys',
   'accounts',
@@ -57,6 +74,7 @@ describe.each(storeBackends())('$name store', (backend) => {
       '0007_instance_mode',
       '0008_request_log',
       '0009_folded_names',
+      '0010_ledger_unindexed_by_account',
     ]);
     await db
       .insertInto('ledger')
@@ -65,9 +83,15 @@ describe.each(storeBackends())('$name store', (backend) => {
     const again = (await opened.reopen()).db;
     expect(
       (await sql<{ n: number }>`select count(*) as n from kysely_migration`.execute(again)).rows,
-    ).toEqual([{ n: 9 }]);
+    ).toEqual([{ n: 10 }]);
     expect(await again.selectFrom('ledger').select(['id', 'amount']).execute()).toEqual([
       { id: 1, amount: 5 },
+    ]);
+    // Written a row per request and never read by account (0010): no index beside its key.
+    expect(await secondaryIndexes(again, opened.store.dialect, 'ledger')).toEqual([]);
+    expect(await secondaryIndexes(again, opened.store.dialect, 'usage_records')).toEqual([
+      'usage_records_account_time',
+      'usage_records_time',
     ]);
   });
 

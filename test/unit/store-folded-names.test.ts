@@ -162,7 +162,7 @@ describe.each(storeBackends())('$name store', (backend) => {
     const migrated = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(
       again.db,
     );
-    expect(migrated.rows.at(-1)).toEqual({ name: '0009_folded_names' });
+    expect(migrated.rows.at(-1)).toEqual({ name: '0010_ledger_unindexed_by_account' });
   }, 60_000);
 
   it('migrates a store without accounts', async () => {
