@@ -11,7 +11,7 @@
  * may hold state of an evicted object that was collected meanwhile, and the row would miss it),
  * and no other instance announced a change meanwhile. Otherwise the read is simply repeated.
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/schema.js';
 import type { Account } from './account.js';
 import type { AccountRegistry } from './account-registry.js';
@@ -22,8 +22,11 @@ import type { Period } from '../billing/calendar.js';
 export interface LoaderDeps {
   readonly db: Kysely<Database>;
   readonly registry: AccountRegistry;
-  /** Writes of the state writer completed so far, and accounts this process deleted. */
-  readonly writer: { readonly writes: number; isGone(id: number): boolean };
+  /**
+   * Writes of the state writer completed so far, accounts this process deleted, and the write of
+   * everything queued (before a listing read from the store alone).
+   */
+  readonly writer: { readonly writes: number; isGone(id: number): boolean; flush(): Promise<void> };
   readonly period: () => Period;
 }
 
@@ -135,10 +138,41 @@ export class AccountLoader {
     const out: number[] = [];
     let level = await this.childIds([root.id]);
     while (level.length > 0) {
-      out.push(...level);
+      // Not push(...level): a level of a million ids is more arguments than a call can take.
+      for (const id of level) out.push(id);
       level = await this.childIds(level);
     }
     return out;
+  }
+
+  /**
+   * One page of `parent`'s direct children (`child`) or of all its descendants (`descendant`),
+   * newest (highest id) first, and how many there are: two queries whose answers are the size of
+   * the page and a count, whatever the size of the tree. The changes this process has queued are
+   * written first, so that the store holds every account created or deleted here.
+   */
+  async subtreePage(
+    parent: Account,
+    scope: 'child' | 'descendant',
+    offset: number,
+    limit: number,
+  ): Promise<{ readonly ids: number[]; readonly total: number }> {
+    await this.deps.writer.flush();
+    const tree =
+      scope === 'child'
+        ? sql`select id from accounts where parent_id = ${parent.id}`
+        : sql`with recursive tree(id) as (
+              select id from accounts where parent_id = ${parent.id}
+              union all
+              select a.id from accounts a join tree t on a.parent_id = t.id
+            ) select id from tree`;
+    this.storeReads += 2;
+    const counted = await sql<{ n: number | string }>`select count(*) as n from (${tree}) as s`.execute(
+      this.deps.db,
+    );
+    const page = await sql<{ id: number }>`select id from (${tree}) as s order by id desc
+      limit ${limit} offset ${offset}`.execute(this.deps.db);
+    return { ids: page.rows.map((r) => Number(r.id)), total: Number(counted.rows[0]?.n ?? 0) };
   }
 
   /**

@@ -232,11 +232,9 @@ async function read(
     });
     if (!fee.ok) throw fee.error;
   }
-  // Newest first, as the original lists them (ids grow with creation); only the page is read whole.
-  const all = (
-    scope === 'child' ? await deps.accounts.childIdsOf(caller) : await deps.accounts.descendantIds(caller)
-  ).sort((a, b) => b - a);
-  const rows = await deps.accounts.show(all.slice((page - 1) * size, page * size));
+  // Newest first, as the original lists them (ids grow with creation); only the page is read.
+  const { ids, total } = await deps.accounts.subtreePage(caller, scope, (page - 1) * size, size);
+  const rows = await deps.accounts.show(ids);
   // On several instances the balances shown are read from the store, not this instance's view.
   await deps.fresh(rows);
   sendJson(
@@ -244,10 +242,10 @@ async function read(
     200,
     rows.map((a) => userJson(a, now, deps.calendar)),
     {
-      'x-total-count': String(all.length),
+      'x-total-count': String(total),
       'x-page': String(page),
       'x-per-page': String(size),
-      'x-total-pages': String(Math.ceil(all.length / size)),
+      'x-total-pages': String(Math.ceil(total / size)),
     },
   );
 }
