@@ -5,7 +5,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NO_LOG_DETAIL, type Batch, type UsageRow } from '../../src/store/batch-sink.js';
+import { sql } from 'kysely';
+import { newRootAccount } from '../../src/accounts/load-accounts.js';
+import { NO_LOG_DETAIL, type AccountRow, type Batch, type UsageRow } from '../../src/store/batch-sink.js';
+import { INDEXED_ACCOUNT_COLUMNS } from '../../src/store/sqlite/batch-sink.js';
+import { accountRow } from '../../src/store/state-writer.js';
 import { openSqliteStore } from '../../src/store/sqlite/open-store.js';
 import type { Store } from '../../src/store/store.js';
 
@@ -114,4 +118,71 @@ describe.each([
       .execute();
     expect(led).toEqual(ledger);
   });
+
+  it('updates a known account in place, and upserts it whole when it is new or an indexed column changed', async () => {
+    // Fires for every write that assigns key_hash, as the full upsert does and the update in place
+    // does not (a trigger "of" a column fires when the column is assigned, whatever its value).
+    await sql`create table upserts (n integer)`.execute(store.db);
+    await sql`create trigger upserted after update of key_hash on accounts
+      begin insert into upserts values (1); end`.execute(store.db);
+    const upserts = async (): Promise<number> =>
+      Number((await sql<{ n: number }>`select count(*) as n from upserts`.execute(store.db)).rows[0]?.n);
+    const period = { day: '2026-11-28', month: '2026-11' };
+    const row = (id: number, change: Partial<AccountRow> = {}): AccountRow => ({
+      ...accountRow(newRootAccount(id, `${id}@example.com`, `hash-${id}`, 'sk-…abcd', 1_000, period)),
+      parent_id: null,
+      ...change,
+    });
+    const write = (rows: AccountRow[]): Promise<void> =>
+      store.batchSink.write({ ...batch([]), accounts: rows, cards: new Map(rows.map((r) => [r.id, []])) });
+    const stored = async (id: number): Promise<Record<string, unknown>> =>
+      (await store.db
+        .selectFrom('accounts')
+        .select(Object.keys(row(id)) as Array<keyof AccountRow>)
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow()) as Record<string, unknown>;
+
+    await write([row(5), row(6)]);
+    expect(await stored(5)).toEqual(row(5));
+    const used = row(5, {
+      credit_used: 2 ** 40,
+      requests: 9,
+      soft_notice_month: '2026-11',
+      updated_at: 2_000,
+    });
+    await write([used, row(6, { status: 0, allow_models: 'gpt-4o' })]);
+    expect(await stored(5)).toEqual(used);
+    expect(await stored(6)).toEqual(row(6, { status: 0, allow_models: 'gpt-4o' }));
+    expect(await upserts()).toBe(0);
+
+    const renamed = row(5, { name: 'Renamed', name_key: 'renamed', key_hash: 'hash-new', parent_id: 6 });
+    await write([renamed]);
+    expect(await stored(5)).toEqual(renamed);
+    expect(await upserts()).toBe(1);
+    // The indexes follow: found by the new values, not the old ones.
+    const by = async (column: 'name_key' | 'key_hash' | 'parent_id', value: string | number) =>
+      (await store.db.selectFrom('accounts').select('id').where(column, '=', value).execute()).map(
+        (r) => r.id,
+      );
+    expect(await by('name_key', 'renamed')).toEqual([5]);
+    expect(await by('key_hash', 'hash-new')).toEqual([5]);
+    expect(await by('key_hash', 'hash-5')).toEqual([]);
+    expect(await by('parent_id', 6)).toEqual([5]);
+    expect((await sql<{ r: string }>`pragma integrity_check`.execute(store.db)).rows).toEqual([
+      { integrity_check: 'ok' },
+    ]);
+  });
+});
+
+it('updates in place only the account columns no index holds', async () => {
+  const dir2 = mkdtempSync(join(tmpdir(), 'proxyxai-thread-'));
+  const opened = await openSqliteStore(dir2, false);
+  try {
+    const r = await sql<{ col: string }>`select distinct ii.name as col from pragma_index_list('accounts') il
+      join pragma_index_info(il.name) ii where ii.name <> 'id' order by ii.name`.execute(opened.db);
+    expect(r.rows.map((x) => x.col)).toEqual([...INDEXED_ACCOUNT_COLUMNS].sort());
+  } finally {
+    await opened.close();
+    rmSync(dir2, { recursive: true, force: true });
+  }
 });

@@ -16,10 +16,10 @@ import { Worker } from 'node:worker_threads';
 import { unpackRows, type PackedRows } from './packed-rows.js';
 
 /**
- * One statement to run (its index in the statement table, and its parameters), or rows packed for
- * one (packed-rows.ts).
+ * One statement to run (its index in the statement table, and its parameters; and a statement run
+ * with the same parameters if the first changed no row), or rows packed for one (packed-rows.ts).
  */
-export type WriteOp = readonly [statement: number, params: unknown] | PackedRows;
+export type WriteOp = readonly [statement: number, params: unknown, orElse?: number] | PackedRows;
 
 export function isPacked(op: WriteOp): op is PackedRows {
   return !Array.isArray(op);
@@ -49,8 +49,8 @@ const runOne = (i, params) => { statement(i).run(params); };
 ${unpackRows.toString()}
 const runAll = db.transaction((ops) => {
   for (const op of ops) {
-    if (Array.isArray(op)) runOne(op[0], op[1]);
-    else unpackRows(op, runOne);
+    if (!Array.isArray(op)) unpackRows(op, runOne);
+    else if (statement(op[0]).run(op[1]).changes === 0 && op[2] !== undefined) runOne(op[2], op[1]);
   }
 });
 parentPort.on('message', (m) => {
