@@ -158,10 +158,14 @@ export class AccountLoader {
     limit: number,
   ): Promise<{ readonly ids: number[]; readonly total: number }> {
     await this.deps.writer.flush();
+    // Every account but the root descends from it (an account with children cannot be deleted):
+    // the root's tree is the table, read through its key instead of walked level by level.
     const tree =
       scope === 'child'
         ? sql`select id from accounts where parent_id = ${parent.id}`
-        : sql`with recursive tree(id) as (
+        : parent.isRoot
+          ? sql`select id from accounts where id <> ${parent.id}`
+          : sql`with recursive tree(id) as (
               select id from accounts where parent_id = ${parent.id}
               union all
               select a.id from accounts a join tree t on a.parent_id = t.id
