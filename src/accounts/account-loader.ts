@@ -128,11 +128,6 @@ export class AccountLoader {
     return false;
   }
 
-  /** Ids of the direct children, ascending. */
-  childIdsOf(parent: Account): Promise<number[]> {
-    return this.childIds([parent.id]);
-  }
-
   /** All descendants' ids, breadth-first, by id within a level. */
   async descendantIds(root: Account): Promise<number[]> {
     const out: number[] = [];

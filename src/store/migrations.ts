@@ -285,10 +285,11 @@ export function migrations(caps: DialectCaps): Record<string, Migration> {
     '0010_ledger_unindexed_by_account': {
       async up(db: Kysely<unknown>) {
         // Nothing reads the ledger by account on the request path or the API (the copy's check sums
-        // it in one scan), while every ledger row landed in the leaf of its account's range: with
-        // thousands of busy sub-accounts each batch dirtied a page per row, written to the WAL at
-        // commit and again at the checkpoint. Without the index the embedded writer's cost per
-        // request with 2,000 active accounts halves (BENCHMARKS.md, "Many active accounts").
+        // it per band of accounts, one scan each), while every ledger row landed in the leaf of its
+        // account's range: with thousands of busy sub-accounts each batch dirtied a page per row,
+        // written to the WAL at commit and again at the checkpoint. Without the index the embedded
+        // writer's cost per request with 2,000 busy accounts halves (BENCHMARKS.md, "Round two
+        // (issue 15): many active accounts").
         await db.schema.dropIndex('ledger_account').execute();
       },
     },
