@@ -71,17 +71,14 @@ export function computeCost(price: ModelPrice, usage: Usage, rates: RateMicros):
   const audioOut = Math.min(count(usage.audioCompletionTokens), completion);
   const cachedPrice = price.cachedInputMicrosPerM ?? price.inputMicrosPerM;
 
-  lines.push({ units: textIn, microsPerMillion: price.inputMicrosPerM });
-  lines.push({ units: imageIn, microsPerMillion: price.imageInputMicrosPerM ?? price.inputMicrosPerM });
-  lines.push({ units: cached, microsPerMillion: cachedPrice });
-  lines.push({
-    units: audioIn - cachedAudio,
-    microsPerMillion: price.audioInputMicrosPerM ?? price.inputMicrosPerM,
-  });
+  addLine(lines, textIn, price.inputMicrosPerM);
+  addLine(lines, imageIn, price.imageInputMicrosPerM ?? price.inputMicrosPerM);
+  addLine(lines, cached, cachedPrice);
+  addLine(lines, audioIn - cachedAudio, price.audioInputMicrosPerM ?? price.inputMicrosPerM);
   // OpenAI prices cached audio like cached text for every realtime model.
-  lines.push({ units: cachedAudio, microsPerMillion: cachedPrice });
-  lines.push({ units: completion - audioOut, microsPerMillion: price.outputMicrosPerM });
-  lines.push({ units: audioOut, microsPerMillion: price.audioOutputMicrosPerM ?? price.outputMicrosPerM });
+  addLine(lines, cachedAudio, cachedPrice);
+  addLine(lines, completion - audioOut, price.outputMicrosPerM);
+  addLine(lines, audioOut, price.audioOutputMicrosPerM ?? price.outputMicrosPerM);
   addExtras(lines, price, usage, imageMicros(price.perImage, usage.imageQuality, usage.imageSize));
   return usageCost(lines, rates);
 }
@@ -121,6 +118,14 @@ export function worstCaseCost(
   addExtras(lines, price, worst, price.perImage?.maxMicros);
   // Saturate: an absurd request must still produce a comparable (safe integer) amount.
   return Math.min(usageCost(lines, rates), Number.MAX_SAFE_INTEGER);
+}
+
+/**
+ * A line only when it bills something (usageCost skips the others anyway): a chat answer has two
+ * of the seven kinds, and this runs on every settlement.
+ */
+function addLine(lines: Line[], units: number, microsPerMillion: number): void {
+  if (units > 0) lines.push({ units, microsPerMillion });
 }
 
 function addExtras(lines: Line[], price: ModelPrice, q: WorstCaseExtras, perImage: Micros | undefined): void {

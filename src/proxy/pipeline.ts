@@ -337,5 +337,5 @@ function settleAfter(
   if (cost > 0) deps.metrics.countCharged(cost);
   const kind = end.kind === 'relayed' ? end.end : end.outcome;
   deps.metrics.countRequest(kind, end.status);
-  deps.metrics.duration.observe({ kind }, (now - started) / 1000);
+  deps.metrics.observeDuration(kind, (now - started) / 1000);
 }

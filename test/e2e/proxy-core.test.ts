@@ -222,6 +222,8 @@ describe('operations', () => {
       'proxyxai_requests_total{kind="completed",status="200"}',
       'proxyxai_upstream_attempts_total{outcome="ok"}',
       'proxyxai_request_duration_seconds_count{kind="completed"}',
+      'proxyxai_request_duration_seconds_bucket{kind="completed",le="+Inf"}',
+      'proxyxai_request_duration_seconds_bucket{kind="completed",le="120"}',
     ];
     const before = await (await fetch(`${gw.url}/metrics`)).text();
     for (let i = 0; i < 3; i++) {
@@ -231,6 +233,9 @@ describe('operations', () => {
     }
     const after = await (await fetch(`${gw.url}/metrics`)).text();
     for (const s of series) expect(value(after, s) - value(before, s)).toBe(3);
+    const sum = 'proxyxai_request_duration_seconds_sum{kind="completed"}';
+    expect(value(after, sum)).toBeGreaterThan(value(before, sum));
+    expect(after).toContain('# TYPE proxyxai_request_duration_seconds histogram');
     expect(value(after, 'proxyxai_charged_micros_total')).toBeGreaterThan(
       value(before, 'proxyxai_charged_micros_total'),
     );

@@ -115,6 +115,18 @@ describe('journal entries', () => {
     expect(decodeEntries(encodeEntry(e))).toEqual({ entries: [{ ...e, rows: [...e.rows] }], skipped: 0 });
   });
 
+  it('write a number JSON cannot hold as null: the line parses and its entry is skipped alone', () => {
+    const bad = { ...entry('bad'), rows: [{ ...entry('bad').rows[0]!, cost: Number.NaN }] };
+    const text = encodeEntry(entry('a')) + encodeEntry(bad) + encodeEntry(entry('b'));
+    expect(() =>
+      text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as unknown),
+    ).not.toThrow();
+    expect(decodeEntries(text)).toEqual({ entries: [entry('a'), entry('b')], skipped: 1 });
+  });
+
   it('read back lines of the keyed form an earlier version wrote', () => {
     const old = `${JSON.stringify(entry('legacy'))}\n`;
     expect(decodeEntries(old + encodeEntry(entry('new')))).toEqual({
