@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { Account } from '../accounts/account.js';
 import { foldKey } from '../accounts/account-rules.js';
 import type { JournalCuts } from '../journal/settlement-journal.js';
+import { LedgerColumns, UsageColumns } from './row-columns.js';
 import {
   GATE_REFUSAL,
   type AccountRow,
@@ -39,8 +40,9 @@ export class StateWriter {
   /** Ids of deleted accounts: a late settlement must not write a deleted account back. */
   private readonly gone = new Set<number>();
   private deleted: number[] = [];
-  private ledger: LedgerRow[] = [];
-  private usage: UsageRow[] = [];
+  // Held column by column until the flush (row-columns.ts: no object per row meanwhile).
+  private readonly ledger = new LedgerColumns();
+  private readonly usage = new UsageColumns();
   /** Latest row of each object changed since the last flush (by id). */
   private objects = new Map<string, ObjectRow>();
   /** Rows of the flush in progress, so an object is known to be written or about to be. */
@@ -193,8 +195,8 @@ export class StateWriter {
       // Put the rows back in front so nothing settled is lost.
       this.failures++;
       this.retryAt = Date.now() + Math.min(2_000, 100 * 2 ** Math.min(this.failures, 5));
-      this.ledger = [...snap.ledger, ...this.ledger];
-      this.usage = [...snap.usage, ...this.usage];
+      requeue(this.ledger, snap.ledger);
+      requeue(this.usage, snap.usage);
       this.deleted = [...snap.deleted, ...this.deleted];
       // Memory is newer than any snapshot: re-marking the accounts writes their current state next time.
       for (const a of snap.sources) if (!this.deleted.includes(a.id)) this.dirty.set(a.id, a);
@@ -223,24 +225,30 @@ export class StateWriter {
         })),
       );
     }
+    const usage = this.usage.take();
     const snap: Snapshot = {
       sources: [...this.dirty.values()],
       cut: this.opts.journal?.cut(),
       accounts,
       cards,
       deleted: this.deleted,
-      ledger: this.ledger,
-      usage: this.usage,
-      daily: aggregateDaily(this.usage),
+      ledger: this.ledger.take(),
+      usage,
+      daily: aggregateDaily(usage),
       objects: [...this.objects.values()],
     };
     this.objects = new Map();
     this.dirty = new Map();
     this.deleted = [];
-    this.ledger = [];
-    this.usage = [];
     return snap;
   }
+}
+
+/** Puts the rows of a failed write back in front of those queued since, in their order. */
+function requeue<R>(queue: { push(row: R): void; take(): R[] }, failed: readonly R[]): void {
+  const since = queue.take();
+  for (const row of failed) queue.push(row);
+  for (const row of since) queue.push(row);
 }
 
 function aggregateDaily(rows: readonly UsageRow[]): DailyRow[] {
