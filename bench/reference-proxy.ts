@@ -7,7 +7,7 @@
  * Env: PORT (required), UPSTREAM (e.g. http://127.0.0.1:8080), UPSTREAM_KEY.
  */
 import { Agent, createServer, request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 
 const PORT = Number(process.env['PORT'] ?? '0');
 const upstream = new URL(process.env['UPSTREAM'] ?? 'http://127.0.0.1:8080');
@@ -27,12 +27,38 @@ function relayHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
 const loop = monitorEventLoopDelay({ resolution: 10 });
 loop.enable();
 
+// Its collections by kind, printed like prom-client's nodejs_gc_duration_seconds count and sum
+// (the gateway's /metrics has them), so the benchmark compares the two proxies' GC.
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
+const gc = new Map<string, { count: number; seconds: number }>();
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const detail = (e as { detail?: { kind?: number } }).detail;
+    const kind = GC_KINDS[detail?.kind ?? -1] ?? 'other';
+    const t = gc.get(kind) ?? { count: 0, seconds: 0 };
+    t.count++;
+    t.seconds += e.duration / 1000;
+    gc.set(kind, t);
+  }
+}).observe({ entryTypes: ['gc'] });
+
 const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
   if (req.url === '/metrics') {
     const s = (ns: number): string => String(ns / 1e9);
+    let gcLines = '';
+    for (const [kind, t] of gc)
+      gcLines +=
+        `proxyxai_nodejs_gc_duration_seconds_count{kind="${kind}"} ${t.count}\n` +
+        `proxyxai_nodejs_gc_duration_seconds_sum{kind="${kind}"} ${t.seconds}\n`;
     res.end(
       `proxyxai_nodejs_eventloop_lag_max_seconds ${s(loop.max)}\n` +
-        `proxyxai_nodejs_eventloop_lag_p99_seconds ${s(loop.percentile(99))}\n`,
+        `proxyxai_nodejs_eventloop_lag_p99_seconds ${s(loop.percentile(99))}\n` +
+        gcLines,
     );
     loop.reset();
     return;

@@ -50,6 +50,12 @@ export interface JsonLoad {
    */
   readonly loopMaxMs?: number;
   readonly loopP99Ms?: number;
+  /**
+   * Garbage collection during the load, from the target's /metrics (prom-client's
+   * nodejs_gc_duration_seconds; the reference proxy counts the same): counts that do not depend
+   * on how fast the machine is today, unlike CPU time.
+   */
+  readonly gc?: GcDuring;
   readonly completed: number;
   readonly ok2xx: number;
   readonly non2xx: number;
@@ -72,11 +78,27 @@ export interface JsonLoad {
  */
 export const LOOP_RESOLUTION_MS = 10;
 
+export interface GcDuring {
+  /** Minor collections (scavenges) per 1,000 completed requests. */
+  readonly scavengesPer1k: number;
+  /** Time in every kind of collection (minor, major, incremental marking) per request, µs. */
+  readonly usPerReq: number;
+  /** Major collections (mark-compacts) during the load. */
+  readonly majors: number;
+}
+
+interface Scrape {
+  readonly loop: { readonly maxMs: number; readonly p99Ms: number };
+  /** Cumulative count and seconds of collections by kind (minor, major, incremental). */
+  readonly gc: ReadonlyMap<string, { readonly count: number; readonly seconds: number }>;
+}
+
 /**
  * Event-loop delay since the previous scrape, from prom-client's default gauges (seconds → ms):
- * how late the sampling timer ran, i.e. the recorded interval less the timer's own 10 ms.
+ * how late the sampling timer ran, i.e. the recorded interval less the timer's own 10 ms. And
+ * the collections so far.
  */
-async function loopDelay(url: string): Promise<{ maxMs: number; p99Ms: number }> {
+async function scrape(url: string): Promise<Scrape> {
   const text = await (await fetch(url)).text();
   const gauge = (name: string): number => {
     const seconds = Number(
@@ -84,13 +106,36 @@ async function loopDelay(url: string): Promise<{ maxMs: number; p99Ms: number }>
     );
     return Math.max(0, seconds * 1000 - LOOP_RESOLUTION_MS);
   };
-  return { maxMs: gauge('max'), p99Ms: gauge('p99') };
+  const gc = new Map<string, { count: number; seconds: number }>();
+  for (const m of text.matchAll(
+    /^proxyxai_nodejs_gc_duration_seconds_(count|sum)\{kind="(\w+)"\} (\S+)$/gm,
+  )) {
+    const [, field, kind, value] = m as unknown as [string, 'count' | 'sum', string, string];
+    const e = gc.get(kind) ?? { count: 0, seconds: 0 };
+    if (field === 'count') e.count = Number(value);
+    else e.seconds = Number(value);
+    gc.set(kind, e);
+  }
+  return { loop: { maxMs: gauge('max'), p99Ms: gauge('p99') }, gc };
+}
+
+function gcBetween(before: Scrape, after: Scrape, requests: number): GcDuring | undefined {
+  if (after.gc.size === 0 || requests === 0) return undefined;
+  const delta = (kind: string, f: 'count' | 'seconds'): number =>
+    (after.gc.get(kind)?.[f] ?? 0) - (before.gc.get(kind)?.[f] ?? 0);
+  let seconds = 0;
+  for (const kind of after.gc.keys()) if (kind !== 'weakcb') seconds += delta(kind, 'seconds');
+  return {
+    scavengesPer1k: (delta('minor', 'count') * 1000) / requests,
+    usPerReq: (seconds * 1e6) / requests,
+    majors: delta('major', 'count'),
+  };
 }
 
 /** autocannon POST /v1/chat/completions at `connections` for `seconds`. */
 export async function jsonLoad(target: Target, connections: number, seconds: number): Promise<JsonLoad> {
   // A scrape resets the gateway's event-loop histogram: the one after the load covers it alone.
-  if (target.metricsUrl !== undefined) await loopDelay(target.metricsUrl);
+  const before = target.metricsUrl === undefined ? undefined : await scrape(target.metricsUrl);
   const cpu0 = cpuOf(target);
   const foreign = foreignCpu();
   const t0 = performance.now();
@@ -105,8 +150,10 @@ export async function jsonLoad(target: Target, connections: number, seconds: num
   });
   const wallS = (performance.now() - t0) / 1000;
   const cpu = cpuOf(target) - cpu0;
-  const loop = target.metricsUrl === undefined ? undefined : await loopDelay(target.metricsUrl);
+  const after = target.metricsUrl === undefined ? undefined : await scrape(target.metricsUrl);
+  const loop = after?.loop;
   const completed = r.requests.total;
+  const gc = before === undefined || after === undefined ? undefined : gcBetween(before, after, completed);
   const other: Record<string, number> = {};
   for (const [code, stat] of Object.entries(r.statusCodeStats ?? {}))
     if (!code.startsWith('2') && stat.count > 0) other[code] = stat.count;
@@ -116,6 +163,7 @@ export async function jsonLoad(target: Target, connections: number, seconds: num
     p99Ms: r.latency.p99,
     p999Ms: r.latency.p99_9,
     ...(loop !== undefined && { loopMaxMs: loop.maxMs, loopP99Ms: loop.p99Ms }),
+    ...(gc !== undefined && { gc }),
     completed,
     ok2xx: r['2xx'],
     non2xx: r.non2xx,

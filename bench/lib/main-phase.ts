@@ -29,6 +29,9 @@ export function showJson(j: JsonLoad): string {
       ? ''
       : `loop delay max ${round(j.loopMaxMs, 1)} / p99 ${round(j.loopP99Ms ?? NaN, 1)} ms, `) +
     `${round(j.cpuUsPerReq, 1)} µs CPU/req, ` +
+    (j.gc === undefined
+      ? ''
+      : `GC ${round(j.gc.usPerReq, 1)} µs/req (${round(j.gc.scavengesPer1k, 1)} scavenges per 1k, ${j.gc.majors} mark-compacts), `) +
     `${round(j.cpuUtil, 2)} cores${j.non2xx + j.errors > 0 ? `, ${j.non2xx} non-2xx ${JSON.stringify(j.statusCodes ?? {})}, ${j.errors} errors` : ''}` +
     (j.foreignCpu > 0.05 ? ` [other processes: ${round(j.foreignCpu, 2)} cores]` : '')
   );

@@ -20,6 +20,9 @@ export const METRIC_ROWS: ReadonlyArray<readonly [string, string, number]> = [
   ['Event-loop delay at 64 connections, max (ms)', 'loopMaxMs64', 1],
   ['Event-loop delay at 64 connections, p99 (ms)', 'loopP99Ms64', 1],
   ['Proxy CPU per request (µs)', 'cpuUsPerReq', 1],
+  ['Scavenges per 1,000 requests, 64 connections', 'scavengesPer1k', 2],
+  ['Garbage collection per request, 64 connections (µs)', 'gcUsPerReq', 2],
+  ['Mark-compacts per 64-connection load', 'majorGcs', 1],
   ['Proxy CPU use at 64 connections (cores)', 'cpuUtil64', 2],
   ['Latency, 1 connection, median (ms)', 'latency1Ms', 3],
   ['Added latency over direct, 1 connection (ms)', 'addedLatency1Ms', 3],
@@ -132,6 +135,9 @@ export function summarise(res: Results): Summary {
     loopMaxMs64: row((w) => json(w, (j) => j.loopMaxMs ?? NaN)),
     loopP99Ms64: row((w) => json(w, (j) => j.loopP99Ms ?? NaN)),
     cpuUsPerReq: row((w) => json(w, (j) => j.cpuUsPerReq)),
+    scavengesPer1k: row((w) => json(w, (j) => j.gc?.scavengesPer1k ?? NaN)),
+    gcUsPerReq: row((w) => json(w, (j) => j.gc?.usPerReq ?? NaN)),
+    majorGcs: row((w) => json(w, (j) => j.gc?.majors ?? NaN)),
     cpuUtil64: row((w) => json(w, (j) => j.cpuUtil)),
     latency1Ms: row(
       (w) =>
