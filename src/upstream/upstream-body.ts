@@ -4,7 +4,12 @@
  * one packet, before the caller has attached a sink, so chunks (and the end) seen before
  * `attach` are held and replayed in order.
  */
-import type { Dispatcher } from 'undici';
+/** What the body drives its upstream response through (the attempt, over undici's controller). */
+export interface BodyControl {
+  pause(): void;
+  resume(): void;
+  abort(reason: Error): void;
+}
 
 export interface BodySink {
   onData(chunk: Buffer): void;
@@ -24,7 +29,7 @@ export class UpstreamBody {
   private state: State = OPEN;
   private destroyed = false;
 
-  constructor(private readonly controller: Dispatcher.DispatchController) {}
+  constructor(private readonly controller: BodyControl) {}
 
   /** Starts delivery to `sink`: held chunks first, then live ones. */
   attach(sink: BodySink): void {

@@ -194,6 +194,119 @@ describe('UpstreamClient', () => {
     expect(r).toMatchObject({ kind: 'network-error', timeout: true, aborted: false });
   });
 
+  it('reports a late head as a timed-out network error when the watchdog checks it (over a second)', async () => {
+    routes.set('/base/v1/slower-head', (_req, res) => {
+      const timer = setTimeout(() => res.writeHead(200).end('late'), 5_000);
+      res.on('close', () => clearTimeout(timer));
+    });
+    const t0 = performance.now();
+    const r = await send('/v1/slower-head', new Cancel(), 1_200);
+    const waited = performance.now() - t0;
+    expect(r).toMatchObject({ kind: 'network-error', timeout: true, aborted: false });
+    if (r.kind === 'network-error') expect(r.reason).toContain('UND_ERR_HEADERS_TIMEOUT');
+    expect(waited).toBeGreaterThanOrEqual(1_150);
+    expect(waited).toBeLessThan(2_500);
+    await sleep(50);
+    expect(aborted).toContain('/base/v1/slower-head');
+  });
+
+  describe('silence inside a body', () => {
+    let quick: UpstreamClient;
+    beforeAll(() => {
+      const port = (server.address() as AddressInfo).port;
+      quick = new UpstreamClient(`http://127.0.0.1:${port}`, '/base', {
+        connectTimeoutMs: 2_000,
+        idleTimeoutMs: 400,
+        connections: 0,
+      });
+    });
+    afterAll(() => quick.destroy());
+    const sendQuick = (path: string): Promise<AttemptResult> =>
+      quick.send({
+        method: 'POST',
+        path,
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.from('{}'),
+        cancel: new Cancel(),
+        headersTimeoutMs: 5_000,
+      });
+
+    it('fails the body with a body timeout when upstream goes silent longer than the idle timeout', async () => {
+      routes.set('/base/v1/goes-silent', (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: one\n\n');
+        const timer = setTimeout(() => res.end('data: too late\n\n'), 5_000);
+        res.on('close', () => clearTimeout(timer));
+      });
+      const t0 = performance.now();
+      const r = await sendQuick('/v1/goes-silent');
+      if (r.kind !== 'response') throw new Error('expected a response');
+      const { data, error } = await readAll(r.response.body);
+      const waited = performance.now() - t0;
+      expect(data.toString()).toBe('data: one\n\n');
+      expect(error).toMatchObject({ name: 'BodyTimeoutError', code: 'UND_ERR_BODY_TIMEOUT' });
+      expect(waited).toBeGreaterThanOrEqual(390);
+      expect(waited).toBeLessThan(2_000);
+      await sleep(50);
+      expect(aborted).toContain('/base/v1/goes-silent');
+    });
+
+    it('lets a body whose chunks come closer than the idle timeout run longer than it', async () => {
+      routes.set('/base/v1/trickle', (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        let n = 0;
+        const timer = setInterval(() => {
+          if (++n === 12) {
+            clearInterval(timer);
+            res.end('data: [DONE]\n\n');
+          } else res.write(`data: ${n}\n\n`);
+        }, 150);
+        res.on('close', () => clearInterval(timer));
+      });
+      const r = await sendQuick('/v1/trickle');
+      if (r.kind !== 'response') throw new Error('expected a response');
+      const { data, error } = await readAll(r.response.body);
+      expect(error).toBeUndefined();
+      expect(data.toString()).toContain('data: [DONE]');
+    });
+
+    it('does not count a pause of the gateway (back-pressure) as upstream silence', async () => {
+      routes.set('/base/v1/paused', (_req, res) => {
+        // The rest comes while the gateway is not reading: upstream is not silent, only unread.
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: 0\n\n');
+        const t1 = setTimeout(() => res.write('data: 1\n\n'), 200);
+        const t2 = setTimeout(() => res.end('data: [DONE]\n\n'), 400);
+        res.on('close', () => {
+          clearTimeout(t1);
+          clearTimeout(t2);
+        });
+      });
+      const r = await sendQuick('/v1/paused');
+      if (r.kind !== 'response') throw new Error('expected a response');
+      const body = r.response.body;
+      const chunks: Buffer[] = [];
+      const result = new Promise<Error | undefined>((resolve) => {
+        let first = true;
+        body.attach({
+          onData: (c) => {
+            chunks.push(c);
+            if (first) {
+              first = false;
+              // Held three idle timeouts long, as a slow client would.
+              body.pause();
+              setTimeout(() => body.resume(), 1_200);
+            }
+          },
+          onEnd: () => resolve(undefined),
+          onError: resolve,
+        });
+      });
+      expect(await result).toBeUndefined();
+      expect(Buffer.concat(chunks).toString()).toContain('data: [DONE]');
+    });
+  });
+
   it('reports a refused connection as a network error, not a timeout', async () => {
     const dead = new UpstreamClient('http://127.0.0.1:9', '', {
       connectTimeoutMs: 1_000,
