@@ -11,15 +11,20 @@
  */
 import type { LedgerRow, UsageRow } from './batch-sink.js';
 
+/** Rows held before the columns grow: about one flush under load (STATS_INTERVAL, 1,000). */
+const START_CAPACITY = 1024;
+/** Past this, a flush that empties the columns also gives their memory back. */
+const SHRINK_ABOVE = 8 * START_CAPACITY;
+
 /** Growable Float64Array columns and string columns of one row type. */
 class Columns {
-  private cap: number;
+  private cap = START_CAPACITY;
   length = 0;
   nums: Float64Array[];
   readonly strs: Array<Array<string | null>>;
 
-  constructor(numbers: number, strings: number, capacity = 1024) {
-    this.cap = capacity;
+  constructor(numbers: number, strings: number) {
+    const capacity = START_CAPACITY;
     this.nums = Array.from({ length: numbers }, () => new Float64Array(capacity));
     // Filled with null up to the capacity and reused: arrays that keep their size live in the old
     // generation after the first flushes, instead of being reallocated as they grow each time.
@@ -40,10 +45,21 @@ class Columns {
     return i;
   }
 
-  /** Forgets every row; the string columns drop their references so the strings can go. */
+  /**
+   * Forgets every row; the string columns drop their references so the strings can go. Columns
+   * grown far past their start (a backlog while the store was unreachable) go back to it.
+   */
   protected reset(): void {
-    for (const col of this.strs) col.fill(null, 0, this.length);
+    const used = this.length;
     this.length = 0;
+    if (this.cap > SHRINK_ABOVE) {
+      this.cap = START_CAPACITY;
+      this.nums = this.nums.map(() => new Float64Array(START_CAPACITY));
+      for (let c = 0; c < this.strs.length; c++)
+        this.strs[c] = new Array<string | null>(START_CAPACITY).fill(null);
+      return;
+    }
+    for (const col of this.strs) col.fill(null, 0, used);
   }
 }
 

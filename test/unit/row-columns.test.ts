@@ -65,6 +65,20 @@ describe('row columns', () => {
     expect(cols.take()).toEqual(rows);
   });
 
+  it('give their memory back after a backlog: a take of many rows shrinks them to their start', () => {
+    const cols = new UsageColumns();
+    const start = cols.nums[0]!.length;
+    const rows = Array.from({ length: 20_000 }, (_, i) => usageRow(i));
+    for (const r of rows) cols.push(r);
+    expect(cols.nums[0]!.length).toBeGreaterThanOrEqual(20_000);
+    expect(cols.take()).toEqual(rows);
+    expect(cols.nums[0]!.length).toBe(start);
+    expect(cols.strs[0]!.length).toBe(start);
+    const later = Array.from({ length: 1_500 }, (_, i) => usageRow(30_000 + i));
+    for (const r of later) cols.push(r);
+    expect(cols.take()).toEqual(later);
+  });
+
   it('are reused after a take: only the rows pushed since, and no string of the earlier rows kept', () => {
     const cols = new UsageColumns();
     for (let i = 0; i < 50; i++) cols.push(usageRow(i));
