@@ -63,6 +63,10 @@ class Columns {
   }
 }
 
+type F = Float64Array;
+type S = string[];
+type NS = Array<string | null>;
+
 const num = (v: number | null): number => (v === null ? NaN : v);
 const orNull = (v: number): number | null => (Number.isNaN(v) ? null : v);
 
@@ -106,34 +110,26 @@ export class UsageColumns extends Columns {
     const out: UsageRow[] = new Array<UsageRow>(this.length);
     const n = this.nums as Array<Float64Array>;
     const s = this.strs as Array<Array<string>>;
+    // Sixteen number columns and eight string columns, made in the constructor.
     const [n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15] = n as [
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
-      Float64Array,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
+      F,
     ];
-    const [s0, s1, s2, s3, s4, s5, s6, s7] = s as [
-      string[],
-      string[],
-      string[],
-      string[],
-      string[],
-      string[],
-      (string | null)[],
-      (string | null)[],
-    ];
+    const [s0, s1, s2, s3, s4, s5, s6, s7] = s as [S, S, S, S, S, S, NS, NS];
     for (let i = 0; i < this.length; i++) {
       out[i] = {
         request_id: s0[i] as string,
